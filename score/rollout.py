@@ -1,0 +1,155 @@
+"""Two-attempt rollouts: [user: x] [assistant: y1] [user: p] [assistant: y2], built from token ids.
+
+The token ids of y1 are kept exactly as the engine generated them. The tokens between y1 and y2 (end of the assistant
+turn, the user's correction instruction, the start of the next assistant turn) are rendered once with the model's
+own chat template and appended, so there is no decode/re-encode drift. Masks are built where tokens are appended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from envs.base import Environment, Problem
+from score.engines.base import Completion, SamplingParams
+
+_PROBE_USER, _PROBE_ASSISTANT = "PROBE-USER-7f3a", "PROBE-ASSISTANT-9c1e"
+
+
+@dataclass
+class Trajectory:
+    """One sample: both attempts of one problem, with their token ids, log-probs and rewards."""
+
+    problem: Problem
+    group: int
+    """Index of the prompt within the step: samples of the same prompt share it (for the leave-one-out baseline)."""
+    prompt_ids: list[int]
+    y1: Completion
+    between_ids: list[int] = field(default_factory=list)
+    y2: Completion | None = None
+    y1_text: str = ""
+    y2_text: str = ""
+    r1: float = 0.0
+    r2: float = 0.0
+
+    @property
+    def input_ids(self) -> list[int]:
+        assert self.y2 is not None
+        return self.prompt_ids + self.y1.token_ids + self.between_ids + self.y2.token_ids
+
+    @property
+    def turn_ids(self) -> list[int]:
+        """0 for prompt and instruction tokens, 1 for y1 tokens, 2 for y2 tokens (aligned with input_ids)."""
+        assert self.y2 is not None
+        return (
+            [0] * len(self.prompt_ids)
+            + [1] * len(self.y1.token_ids)
+            + [0] * len(self.between_ids)
+            + [2] * len(self.y2.token_ids)
+        )
+
+    @property
+    def rollout_logprobs(self) -> list[float]:
+        """The engine's log-probs, aligned with input_ids (0 where nothing was generated)."""
+        assert self.y2 is not None
+        return (
+            [0.0] * len(self.prompt_ids)
+            + self.y1.logprobs
+            + [0.0] * len(self.between_ids)
+            + self.y2.logprobs
+        )
+
+
+class ChatRenderer:
+    """Turns conversations into token ids with a tokenizer's chat template."""
+
+    def __init__(self, tokenizer) -> None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "the tokenizer has no chat template; SCoRe renders both attempts as a conversation. "
+                "Set tokenizer.chat_template in the model folder's tokenizer_config.json."
+            )
+        self.tokenizer = tokenizer
+        self._between_cache: dict[tuple[str, bool], list[int]] = {}
+
+    def _text(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def first_turn(self, messages: list[dict[str, str]]) -> list[int]:
+        return self.encode(self._text(messages, add_generation_prompt=True))
+
+    def between_turns(self, instruction: str, y1_finished: bool) -> list[int]:
+        """Ids that close the assistant turn of y1, add [user: instruction] and open the next assistant turn.
+
+        When y1 stopped on the end-of-turn token, that token is already in y1's ids and is not repeated; when y1 hit
+        the length limit, the turn is closed here.
+        """
+        key = (instruction, y1_finished)
+        if key not in self._between_cache:
+            probe = [{"role": "user", "content": _PROBE_USER}, {"role": "assistant", "content": _PROBE_ASSISTANT}]
+            before = self._text(probe, add_generation_prompt=False)
+            after = self._text(probe + [{"role": "user", "content": instruction}], add_generation_prompt=True)
+            if not after.startswith(before):
+                raise ValueError("the chat template renders earlier turns differently once a turn is added")
+            text = before[before.rindex(_PROBE_ASSISTANT) + len(_PROBE_ASSISTANT) :] + after[len(before) :]
+            eos_text = self.tokenizer.eos_token or ""
+            if y1_finished and eos_text and text.startswith(eos_text):
+                text = text[len(eos_text) :]
+            self._between_cache[key] = self.encode(text)
+        return self._between_cache[key]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+Generate = Callable[[list[list[int]], SamplingParams], list[Completion]]
+Score = Callable[[list[str], list[Problem]], list[float]]
+
+
+def two_attempt_rollout(
+    problems: list[Problem],
+    env: Environment,
+    renderer: ChatRenderer,
+    generate: Generate,
+    *,
+    n: int,
+    params: SamplingParams,
+) -> list[Trajectory]:
+    """Generate both attempts for `n` samples of every problem (rewards are assigned by `assign_rewards`).
+
+    Generation is two-phase and batched: all turn-1 prompts, then all turn-2 prompts. Samples of problem i are
+    consecutive and share group i.
+    """
+    prompts = [renderer.first_turn(env.first_turn_messages(p)) for p in problems]
+    trajectories = [
+        Trajectory(problem=p, group=i, prompt_ids=prompts[i], y1=Completion([], [], False))
+        for i, p in enumerate(problems)
+        for _ in range(n)
+    ]
+    first = generate([t.prompt_ids for t in trajectories], params)
+    for t, completion in zip(trajectories, first, strict=True):
+        t.y1 = completion
+        t.y1_text = renderer.decode(completion.token_ids)
+        t.between_ids = renderer.between_turns(env.correction_instruction, completion.finished)
+
+    second_params = SamplingParams(
+        temperature=params.temperature, top_p=params.top_p, max_new_tokens=params.max_new_tokens, seed=params.seed + 1
+    )
+    second = generate([t.prompt_ids + t.y1.token_ids + t.between_ids for t in trajectories], second_params)
+    for t, completion in zip(trajectories, second, strict=True):
+        t.y2 = completion
+        t.y2_text = renderer.decode(completion.token_ids)
+    return trajectories
+
+
+def assign_rewards(trajectories: list[Trajectory], score: Score) -> None:
+    """Score both attempts of every trajectory in one batch call."""
+    texts = [t.y1_text for t in trajectories] + [t.y2_text for t in trajectories]
+    rewards = score(texts, [t.problem for t in trajectories] * 2)
+    for i, t in enumerate(trajectories):
+        t.r1, t.r2 = float(rewards[i]), float(rewards[len(trajectories) + i])

@@ -1,0 +1,194 @@
+"""The SCoRe training loop (Stage I or Stage II, chosen by `cfg.stage`).
+
+Each step: sample prompts -> two-attempt rollout on the engines -> rewards -> one KL-regularised REINFORCE update on
+the learner -> push the new weights to the engines -> log. Everything the step needs is derived from (seed, step),
+so a resumed run repeats exactly the data order and sampling of the run it continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from transformers import AutoTokenizer
+
+from envs import Problem, make_env
+from score.actors import RewardPool, RolloutGroup, start_learner
+from score.config import Config, ConfigError, to_yaml
+from score.engines import SamplingParams, resolve_engine_kind
+from score.learner import Batch
+from score.logger import MetricsLogger
+from score.metrics import self_correction_metrics
+from score.objectives import kl_weights, per_turn_rewards, subtract_baseline
+from score.rollout import ChatRenderer, Trajectory, assign_rewards, two_attempt_rollout
+
+console = Console()
+
+
+def step_problems(problems: list[Problem], step: int, count: int, seed: int) -> list[Problem]:
+    """The prompts of a step: consecutive slices of a per-epoch shuffle seeded by (seed, epoch)."""
+    picked = []
+    for index in range(step * count, (step + 1) * count):
+        epoch, position = divmod(index, len(problems))
+        order = np.random.default_rng([seed, epoch]).permutation(len(problems))
+        picked.append(problems[int(order[position])])
+    return picked
+
+
+def make_batch(trajectories: list[Trajectory], cfg: Config) -> tuple[Batch, torch.Tensor]:
+    """Per-turn rewards (shaped for the stage), minus the per-turn baseline, packed for the learner."""
+    r1 = torch.tensor([t.r1 for t in trajectories])
+    r2 = torch.tensor([t.r2 for t in trajectories])
+    rewards = per_turn_rewards(r1, r2, stage=cfg.stage, alpha=cfg.algo.alpha)
+    group = torch.tensor([t.group for t in trajectories])
+    advantages = subtract_baseline(rewards, group, cfg.algo.baseline)
+    batch = Batch(
+        input_ids=[t.input_ids for t in trajectories],
+        turn_ids=[t.turn_ids for t in trajectories],
+        rollout_logprobs=[t.rollout_logprobs for t in trajectories],
+        turn_advantages=[tuple(a) for a in advantages.tolist()],
+        turn_kl_weights=kl_weights(cfg.stage, cfg.algo.beta1, cfg.algo.beta2),
+    )
+    return batch, rewards
+
+
+def latest_checkpoint(out_dir: Path) -> tuple[int, Path] | None:
+    """The newest complete checkpoint (its trainer_state.json is written last)."""
+    found = [(int(p.parent.name.split("_")[1]), p.parent) for p in out_dir.glob("checkpoints/step_*/trainer_state.json")]
+    return max(found) if found else None
+
+
+def init_ray(cfg: Config) -> None:
+    if ray.is_initialized():
+        return
+    if cfg.ray.address:
+        ray.init(address=cfg.ray.address)
+        return
+    # A local cluster gets enough logical CPUs for every actor, even on a 2-core laptop (they mostly take turns).
+    needed = cfg.ray.learner_num_cpus + cfg.rollout.num_engines * cfg.rollout.num_cpus + 0.5 * cfg.ray.num_reward_workers
+    pythonpath = os.pathsep.join([os.getcwd(), *filter(None, [os.environ.get("PYTHONPATH")])])
+    ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), include_dashboard=False,
+             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+
+
+def train(cfg: Config) -> Path:
+    """Run one SCoRe stage; returns the folder of the final policy (OUTPUT_DIR/final)."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(to_yaml(cfg))
+    env = make_env(cfg.env.name, **cfg.env.kwargs)
+    problems = env.load(cfg.env.train_split)
+    if not problems:
+        raise ConfigError(f"env.train_split: split {cfg.env.train_split!r} of {cfg.env.name!r} has no problems")
+    policy_path = cfg.init_from or cfg.model.path
+    renderer = ChatRenderer(AutoTokenizer.from_pretrained(policy_path))
+
+    init_ray(cfg)
+    learner = start_learner(cfg.ray.learner_num_cpus, cfg.ray.learner_num_gpus, model_path=cfg.model.path,
+                            init_from=cfg.init_from, dtype=cfg.model.dtype, lr=cfg.train.lr,
+                            weight_decay=cfg.train.weight_decay, seed=cfg.seed)
+    engines = RolloutGroup(resolve_engine_kind(cfg.rollout.engine), policy_path, cfg.rollout.engine_kwargs,
+                           num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
+                           num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
+    scorer = RewardPool(cfg.env.name, cfg.env.kwargs, num_workers=cfg.ray.num_reward_workers)
+
+    start = 0
+    resumed = latest_checkpoint(out) if cfg.resume else None
+    if resumed:
+        start, path = resumed
+        ray.get(learner.load.remote(str(path)))
+        engines.update_weights(learner.state_blob.remote())
+        console.print(f"resumed from {path} at step {start}")
+    probe = None  # a fixed sequence whose log-probs must agree between learner and engines after every sync
+    start_checksums = ray.get(learner.parameter_checksums.remote())
+    logger = MetricsLogger(out, resume_from_step=start, tensorboard=bool(cfg.log.get("tensorboard", True)),
+                           wandb_project=cfg.log.get("wandb_project"), run_config=dataclasses.asdict(cfg))
+    try:
+        with _progress() as progress:
+            bar = progress.add_task(f"stage {cfg.stage}", total=cfg.train.steps, completed=start, status="")
+            for step in range(start, cfg.train.steps):
+                metrics, trajectories = _train_step(cfg, step, problems, env, renderer, engines, scorer, learner)
+                probe = probe or trajectories[0].input_ids
+                metrics["sync_logprob_diff"] = _sync_check(probe, engines, learner)
+                logger.log(metrics)
+                progress.update(bar, advance=1, status=f"acc_t1 {metrics['acc_t1']:.2f} acc_t2 {metrics['acc_t2']:.2f}"
+                                f" kl_t1 {metrics['kl_t1']:.3f}")
+                done = step + 1
+                if done == cfg.train.steps or (cfg.train.save_every and done % cfg.train.save_every == 0):
+                    _save_checkpoint(out, done, learner)
+        final = out / "final"
+        ray.get(learner.save.remote(str(final), with_optimizer=False))
+        end_checksums = ray.get(learner.parameter_checksums.remote())
+        summary = {"start": start_checksums, "end": end_checksums, "steps": cfg.train.steps}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        console.print(f"stage {cfg.stage} done: final policy in {final}")
+        return final
+    finally:
+        logger.close()
+        engines.shutdown()
+        scorer.shutdown()
+        ray.kill(learner)
+
+
+def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: ChatRenderer,
+                engines: RolloutGroup, scorer: RewardPool, learner) -> tuple[dict, list[Trajectory]]:
+    timer = time.perf_counter
+    t0 = timer()
+    params = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens,
+                            seed=cfg.seed * 1_000_003 + step)
+    batch_problems = step_problems(problems, step, cfg.train.prompts_per_step, cfg.seed)
+    trajectories = two_attempt_rollout(batch_problems, env, renderer, engines.generate, n=cfg.rollout.n,
+                                       params=params)
+    t1 = timer()
+    assign_rewards(trajectories, scorer.score)
+    t2 = timer()
+    batch, shaped = make_batch(trajectories, cfg)
+    stats = ray.get(learner.train_step.remote(
+        batch, kl_mode=cfg.algo.kl_mode, loss_agg=cfg.algo.loss_agg, micro_batch_size=cfg.train.micro_batch_size,
+        max_grad_norm=cfg.train.max_grad_norm, tis_cap=cfg.algo.tis_cap))
+    t3 = timer()
+    engines.update_weights(learner.state_blob.remote())
+    t4 = timer()
+    outcome = self_correction_metrics([t.r1 for t in trajectories], [t.r2 for t in trajectories])
+    return {
+        "step": step + 1,
+        "stage": cfg.stage,
+        **{k: v for k, v in outcome.items() if k != "n"},
+        "reward_t1": float(shaped[:, 0].mean()),
+        "reward_t2": float(shaped[:, 1].mean()),
+        **stats,
+        "response_len_t1": float(np.mean([len(t.y1.token_ids) for t in trajectories])),
+        "response_len_t2": float(np.mean([len(t.y2.token_ids) for t in trajectories])),
+        "n_samples": len(trajectories),
+        "time_rollout": t1 - t0,
+        "time_reward": t2 - t1,
+        "time_update": t3 - t2,
+        "time_sync": t4 - t3,
+    }, trajectories
+
+
+def _sync_check(sequence: list[int], engines: RolloutGroup, learner) -> float:
+    """Largest |log p_engine - log p_learner| over a fixed sequence: shows the engines run the learner's weights."""
+    engine_lp = engines.sequence_logprobs([sequence])[0]
+    learner_lp = ray.get(learner.sequence_logprobs.remote([sequence]))[0]
+    return float(np.max(np.abs(np.array(engine_lp) - np.array(learner_lp))))
+
+
+def _save_checkpoint(out: Path, step: int, learner) -> None:
+    path = out / "checkpoints" / f"step_{step}"
+    ray.get(learner.save.remote(str(path), with_optimizer=True))
+    (path / "trainer_state.json").write_text(json.dumps({"step": step}))
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[status]}"), console=console)

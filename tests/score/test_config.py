@@ -1,0 +1,43 @@
+"""Configuration: YAML + command-line overrides, and errors that name the key."""
+
+import pytest
+
+from score.config import ConfigError, load_config
+
+
+@pytest.fixture
+def cfg_file(tmp_path, tiny_model_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"stage: 2\nmodel:\n  path: {tiny_model_path}\nalgo:\n  alpha: 3.0\n")
+    return path
+
+
+def test_yaml_then_overrides(cfg_file):
+    cfg = load_config(cfg_file, ["algo.alpha=5", "rollout.n=8", "algo.kl_mode=loss"])
+    assert cfg.stage == 2 and cfg.algo.alpha == 5.0 and cfg.rollout.n == 8 and cfg.algo.kl_mode == "loss"
+    assert load_config(cfg_file).algo.alpha == 3.0
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (["algo.alhpa=5"], "algo.alhpa"),
+        (["algo.alpha=abc"], "algo.alpha"),
+        (["rollout.n=1"], "rollout.n >= 2"),
+        (["algo.kl_mode=k2"], "algo.kl_mode"),
+        (["stage=3"], "stage"),
+        (["model.path=/no/such/model"], "model.path"),
+        (["init_from=/no/such/model"], "init_from"),
+        (["algo.alpha"], "key=value"),
+    ],
+)
+def test_bad_config_names_the_key(cfg_file, override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_config(cfg_file, override)
+
+
+def test_missing_file_and_missing_model(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="model.path"):
+        load_config(None, [])
