@@ -8,10 +8,12 @@ every rollout worker after each update.
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
 from envs import Problem, make_env
 from score.engines import Completion, SamplingParams, make_engine
@@ -20,19 +22,33 @@ from score.learner import Learner
 log = logging.getLogger(__name__)
 
 
+class StaleWeightsError(RuntimeError):
+    """The worker holds other weights than the driver expects (it was restarted and came back with the base model)."""
+
+
 class RolloutWorker:
-    """Holds one engine. Restarted by Ray if its process dies; the driver then re-sends the current weights."""
+    """Holds one engine. Restarted by Ray if its process dies; the driver then re-sends the current weights.
+
+    Every weight update carries a version number; a generate call names the version it expects, so a worker that
+    came back from a restart with its initial weights refuses to generate instead of silently sampling from them.
+    """
 
     def __init__(self, kind: str, model_path: str, engine_kwargs: dict[str, Any]) -> None:
         self.engine = make_engine(kind, model_path, **engine_kwargs)
+        self.version = 0
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+    def generate(self, prompts: list[list[int]], params: SamplingParams, version: int = 0) -> list[Completion]:
+        if version != self.version:
+            raise StaleWeightsError(f"worker has weights version {self.version}, driver expects {version}")
         return self.engine.generate(prompts, params)
 
-    def update_weights(self, blob: bytes) -> None:
+    def update_weights(self, blob: bytes, version: int = 0) -> None:
         self.engine.update_weights(blob)
+        self.version = version
 
-    def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+    def sequence_logprobs(self, sequences: list[list[int]], version: int = 0) -> list[list[float]]:
+        if version != self.version:
+            raise StaleWeightsError(f"worker has weights version {self.version}, driver expects {version}")
         return self.engine.sequence_logprobs(sequences)
 
     def pid(self) -> int:
@@ -71,10 +87,18 @@ class RolloutGroup:
 
     def __init__(self, kind: str, model_path: str, engine_kwargs: dict[str, Any], *, num_engines: int,
                  num_cpus: float, num_gpus: float, timeout_s: float) -> None:
-        actor = ray.remote(RolloutWorker).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=1)
-        self.workers = [actor.remote(kind, model_path, engine_kwargs) for _ in range(num_engines)]
+        actor = ray.remote(RolloutWorker)
+        run = uuid.uuid4().hex[:8]
+        # Named, so that operators (and the fault-injection test) can find a run's workers with ray.get_actor.
+        self.workers = [
+            actor.options(name=f"score-rollout-{run}-{i}", num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=1)
+            .remote(kind, model_path, engine_kwargs)
+            for i in range(num_engines)
+        ]
         self.timeout_s = timeout_s
         self._weights_ref: ray.ObjectRef | None = None
+        self.version = 0
+        self.restarts = 0
 
     def _get(self, refs: list, what: str) -> list:
         try:
@@ -83,29 +107,55 @@ class RolloutGroup:
             raise RuntimeError(f"rollout workers did not finish {what} within rollout.timeout_s={self.timeout_s}s") from None
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
-        for attempt in range(2):
-            try:
-                refs = [
-                    w.generate.remote(prompts[s], SamplingParams(params.temperature, params.top_p,
-                                                                 params.max_new_tokens, params.seed + 7919 * i))
-                    for i, (w, s) in enumerate(zip(self.workers, _shards(prompts, len(self.workers))))
-                ]
-                return [c for part in self._get(refs, "generation") for c in part]
-            except RayActorError as err:
-                if attempt == 1:
-                    raise RuntimeError(f"a rollout worker died twice in one step ({err}); resume from the last "
-                                       "checkpoint with resume=true") from None
-                log.warning("a rollout worker died (%s); it restarts with base weights, re-syncing and retrying", err)
-                if self._weights_ref is not None:
-                    self._get([w.update_weights.remote(self._weights_ref) for w in self.workers], "weight re-sync")
-        raise AssertionError("unreachable")
+        """Shard prompts over the workers (each shard seeded differently) and concatenate the results in order."""
+
+        def call() -> list[Completion]:
+            refs = [
+                w.generate.remote(prompts[s], SamplingParams(params.temperature, params.top_p,
+                                                             params.max_new_tokens, params.seed + 7919 * i),
+                                  self.version)
+                for i, (w, s) in enumerate(zip(self.workers, _shards(prompts, len(self.workers))))
+            ]
+            return [c for part in self._get(refs, "generation") for c in part]
+
+        return self._recovering(call, "generation")
+
+    def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+        return self._recovering(
+            lambda: self._get([self.workers[0].sequence_logprobs.remote(sequences, self.version)], "log-probs")[0],
+            "log-probs",
+        )
 
     def update_weights(self, blob_ref: ray.ObjectRef) -> None:
         self._weights_ref = blob_ref
-        self._get([w.update_weights.remote(blob_ref) for w in self.workers], "weight sync")
+        self.version += 1
+        self._recovering(self._sync_all, "weight sync")
 
-    def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
-        return self._get([self.workers[0].sequence_logprobs.remote(sequences)], "log-probs")[0]
+    def _sync_all(self) -> None:
+        if self._weights_ref is not None:  # before the first update every worker holds the initial weights
+            self._get([w.update_weights.remote(self._weights_ref, self.version) for w in self.workers], "weight sync")
+
+    def _recovering(self, call, what: str):
+        """Run `call`. If a worker died (Ray restarts it with the initial weights) or reports stale weights, wait
+        for it, re-send the current weights and try again, until rollout.timeout_s; then stop with an error."""
+        deadline = time.monotonic() + self.timeout_s
+        recovering = False
+        while True:
+            try:
+                if recovering:
+                    self._sync_all()
+                return call()
+            except (RayActorError, ActorUnavailableError, RayTaskError) as err:
+                if isinstance(err, RayTaskError) and not isinstance(err.cause, StaleWeightsError):
+                    raise
+                if not recovering:
+                    self.restarts += 1
+                    log.warning("a rollout worker was restarted during %s (%s); re-sending the weights", what, err)
+                recovering = True
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"rollout workers did not recover within rollout.timeout_s={self.timeout_s}s "
+                                       f"during {what}; resume from the last checkpoint with resume=true") from None
+                time.sleep(0.5)  # the restarting actor is not reachable yet
 
     def shutdown(self) -> None:
         for w in self.workers:

@@ -173,6 +173,7 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
         "time_reward": t2 - t1,
         "time_update": t3 - t2,
         "time_sync": t4 - t3,
+        "rollout_restarts": engines.restarts,
     }, trajectories
 
 
