@@ -19,14 +19,18 @@ How the time limit holds (no signals, so it works in any thread, Ray actor or su
   (`rewards.math_normalize.check_size`), normalisation, string and exact-number comparison. That path is linear in
   the (at most 1,000-character) answers, so it needs no timer. Only when a leaf needs algebra does the whole check
   move to a helper worker process, which is SIGKILLed and replaced if it passes `timeout`; that counts as False.
-- `score` runs every check (extraction included) in a pool of worker processes under the same hard limit per check
-  (`rewards.math_pool.CheckPool`). `score(..., return_stats=True)` also returns a `ScoreStats` with the number of
-  checks killed at the limit (`timeouts`) and of workers that died (`crashes`), for the training metrics.
+- `score` extracts answers and runs the same fast path in the calling process, then sends the checks that need
+  algebra to a pool of worker processes, each under the hard limit (`rewards.math_pool.CheckPool`).
+  `score(..., return_stats=True)` also returns a `ScoreStats` with the number of checks killed at the limit
+  (`timeouts`) and of workers that died (`crashes`), for the training metrics; `IS_EQUIV_STATS` counts the same
+  for all `is_equiv` calls.
 - Inside workers, numbers that would need more than `rewards.math_sympy.MAX_DIGITS` digits (10^10^10^10, huge
   factorials) are rejected before evaluation, and each worker's address space is capped.
 
 Worker processes come from a `forkserver`: scripts that call `score` or `is_equiv` at top level need the usual
-`if __name__ == "__main__":` guard. sympy is imported only in the workers, so importing this module is cheap.
+`if __name__ == "__main__":` guard, and a daemonic process (a `multiprocessing.Pool` worker) cannot use the
+algebra path (a clear RuntimeError says so). sympy is imported only in the workers, so importing this module is
+cheap.
 """
 
 from __future__ import annotations
@@ -37,25 +41,55 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rewards.math_compare import NeedsSympy, answers_equal
 from rewards.math_extract import extract_answer
 from rewards.math_normalize import AnswerTooComplex
 from rewards.math_pool import CRASH, CheckPool, PoolStats
 
-__all__ = ["extract_answer", "is_equiv", "score", "ScoreStats", "DEFAULT_REL_TOL"]
+__all__ = ["DEFAULT_REL_TOL", "IS_EQUIV_STATS", "ScoreStats", "extract_answer", "is_equiv", "score"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_REL_TOL = 1e-4
-ScoreStats = PoolStats  # fields: n, timeouts, crashes, seconds
-_PRELOAD = ("rewards.math", "rewards.math_sympy")
+_PRELOAD = ("rewards.math_preload",)
 _pools: dict[int, CheckPool] = {}
 _pools_lock = threading.Lock()
 
 
+@dataclass
+class ScoreStats:
+    """What a `score` call (or, cumulatively, `IS_EQUIV_STATS` for `is_equiv`) did.
+
+    `n`: checks; `in_workers`: checks that needed algebra and ran in a worker process; `timeouts`: of those, killed
+    at the time limit (they score 0); `crashes`: workers that died (they score 0); `seconds`: wall time;
+    `slowest`: the longest worker check in seconds (never more than the limit plus the kill latency).
+    """
+
+    n: int = 0
+    in_workers: int = 0
+    timeouts: int = 0
+    crashes: int = 0
+    seconds: float = 0.0
+    slowest: float = 0.0
+
+    def add(self, pool: PoolStats) -> None:
+        self.in_workers += pool.n
+        self.timeouts += pool.timeouts
+        self.crashes += pool.crashes
+        self.slowest = max(self.slowest, pool.slowest)
+
+
+# Cumulative counters of every `is_equiv` call in this process (for metrics; reset with `IS_EQUIV_STATS.__init__()`).
+IS_EQUIV_STATS = ScoreStats()
+
+
 def is_equiv(prediction: str, reference: str, *, timeout: float = 5.0, rel_tol: float = DEFAULT_REL_TOL) -> bool:
     r"""True when the two answers (raw or LaTeX) are mathematically the same. Never raises on bad input.
+
+    `timeout` (seconds) bounds the whole call; the first call that needs algebra also starts the helper process
+    (about a second, not counted). Thread-safe: calls from several threads share one helper, one at a time.
 
     >>> is_equiv("1,000", "1000"), is_equiv("\\frac{1}{2}", "0.5"), is_equiv("50\\%", "\\frac12")
     (True, True, True)
@@ -64,24 +98,19 @@ def is_equiv(prediction: str, reference: str, *, timeout: float = 5.0, rel_tol: 
     >>> is_equiv(None, "1"), is_equiv("", "1")
     (False, False)
     """
-    if not isinstance(prediction, str) or not isinstance(reference, str):
-        return False
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     start = time.monotonic()
-    try:
-        return answers_equal(prediction, reference, rel_tol=rel_tol, leaf_sympy=None)
-    except NeedsSympy:
-        pass
-    except AnswerTooComplex:
-        return False
-    except Exception:  # a reward must not crash a run; an answer we cannot read is not a right answer
-        logger.debug("fast path failed on %r vs %r", prediction[:80], reference[:80], exc_info=True)
-        return False
+    IS_EQUIV_STATS.n += 1
+    fast = _fast_check(prediction, reference, rel_tol)
+    if fast is not None:
+        return fast
+    pool = _pool(1)
     remaining = timeout - (time.monotonic() - start)
     if remaining <= 0:
         return False
-    results, _ = _pool(1).run([(_check, (prediction, reference, rel_tol))], timeout=remaining)
+    results, pool_stats = pool.run([(_check, (prediction, reference, rel_tol))], timeout=remaining)
+    IS_EQUIV_STATS.add(pool_stats)
     if results[0] == CRASH:
         logger.warning("the math checker's worker process died; if this is a script, guard it with "
                        "`if __name__ == \"__main__\":` (workers come from a forkserver)")
@@ -100,18 +129,51 @@ def score(
 ) -> list[float] | tuple[list[float], ScoreStats]:
     """1.0 or 0.0 per solution: its extracted answer (`extract_answer`) equals its reference (`is_equiv`).
 
-    Checks run in `workers` processes (default: the CPUs this process may use), each under a hard `timeout` in
-    seconds; a check that passes it is killed and scores 0. With `return_stats=True` the result is
-    `(scores, stats)`, where `stats.timeouts` counts the killed checks and `stats.crashes` the workers that died.
+    Extraction and the fast path run here (linear time on bounded input); checks that need algebra run in
+    `workers` processes (default: the CPUs this process may use), each under a hard `timeout` in seconds; a check
+    that passes it is killed and scores 0. With `return_stats=True` the result is `(scores, ScoreStats)`:
+    `stats.timeouts` counts the killed checks, `stats.crashes` the workers that died.
     """
     if len(texts) != len(references):
         raise ValueError(f"texts has {len(texts)} items but references has {len(references)}: pass one reference per text")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    tasks = [(_score_one, (text, reference, rel_tol, fallback_number)) for text, reference in zip(texts, references)]
-    results, stats = _pool(workers).run(tasks, timeout=timeout) if tasks else ([], ScoreStats())
-    scores = [1.0 if result is True else 0.0 for result in results]
+    start = time.monotonic()
+    stats = ScoreStats(n=len(texts))
+    scores = [0.0] * len(texts)
+    hard: list[tuple[int, str, str]] = []
+    for index, (text, reference) in enumerate(zip(texts, references)):
+        answer = extract_answer(text, fallback_number=fallback_number) if isinstance(text, str) else None
+        fast = _fast_check(answer, reference, rel_tol)
+        if fast is None:
+            hard.append((index, answer, reference))
+        else:
+            scores[index] = float(fast)
+    if hard:
+        tasks = [(_check, (answer, reference, rel_tol)) for _, answer, reference in hard]
+        results, pool_stats = _pool(workers).run(tasks, timeout=timeout)
+        stats.add(pool_stats)
+        for (index, _, _), result in zip(hard, results):
+            scores[index] = 1.0 if result is True else 0.0
+    stats.seconds = time.monotonic() - start
     return (scores, stats) if return_stats else scores
+
+
+def _fast_check(prediction, reference, rel_tol: float) -> bool | None:
+    """The pure-Python fast path: True/False when it decides, None when the check needs algebra."""
+    if not isinstance(prediction, str) or not isinstance(reference, str):
+        return False
+    try:
+        return answers_equal(prediction, reference, rel_tol=rel_tol, leaf_sympy=None)
+    except NeedsSympy:
+        return None
+    except AnswerTooComplex:
+        return False
+    except Exception:  # a reward must not crash a run; an answer we cannot read is not a right answer
+        logger.debug("fast path failed on %r vs %r", prediction[:80], reference[:80], exc_info=True)
+        return False
 
 
 def _check(prediction: str, reference: str, rel_tol: float) -> bool:
@@ -122,13 +184,6 @@ def _check(prediction: str, reference: str, rel_tol: float) -> bool:
         return answers_equal(prediction, reference, rel_tol=rel_tol, leaf_sympy=sympy_equal)
     except Exception:  # AnswerTooComplex, parser errors, MemoryError under the worker's memory cap, ...
         return False
-
-
-def _score_one(text: str, reference: str, rel_tol: float, fallback_number: bool) -> bool:
-    if not isinstance(text, str) or not isinstance(reference, str):
-        return False
-    answer = extract_answer(text, fallback_number=fallback_number)
-    return answer is not None and _check(answer, reference, rel_tol)
 
 
 def _pool(workers: int) -> CheckPool:

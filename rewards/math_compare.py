@@ -85,10 +85,9 @@ def _equal(pred: str, ref: str, rel_tol: float, leaf_sympy: LeafCheck | None) ->
         )
 
     pred_items, ref_items = _split(pred, ","), _split(ref, ",")
-    if len(pred_items) > 1 or len(ref_items) > 1:
-        # "1, 2" and "x=1, x=2": the solutions of a problem, in any order.
-        if parse_number(pred) is None or parse_number(ref) is None:
-            return _unordered_equal(pred_items, ref_items, rel_tol, leaf_sympy)
+    # "1, 2" and "x=1, x=2": the solutions of a problem, in any order ("1,000" stays a number).
+    if (len(pred_items) > 1 or len(ref_items) > 1) and (parse_number(pred) is None or parse_number(ref) is None):
+        return _unordered_equal(pred_items, ref_items, rel_tol, leaf_sympy)
 
     pred_eq, ref_eq = _split(pred, "="), _split(ref, "=")
     if len(pred_eq) > 1 or len(ref_eq) > 1:

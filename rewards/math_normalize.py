@@ -211,8 +211,7 @@ def parse_number(text: str) -> Number | None:
         text = text[:-1]
     if not text:
         return None
-    if text.startswith("+"):
-        text = text[1:]
+    text = text.removeprefix("+")
     match = _DECIMAL.match(text)
     if match and (match.group(1) is not None or match.group(2) is not None) and text not in ("-", "."):
         whole, fraction, exponent = match.groups()

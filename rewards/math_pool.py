@@ -38,6 +38,7 @@ class PoolStats:
     timeouts: int = 0
     crashes: int = 0
     seconds: float = 0.0
+    slowest: float = 0.0  # the longest single task, in seconds (a killed one counts up to its kill)
 
 
 def _serve(conn: multiprocessing.connection.Connection, memory_limit_mb: int | None) -> None:
@@ -79,7 +80,7 @@ class _Worker:
         self.process.start()
         child_conn.close()
         self.task_index: int | None = None
-        self.deadline = 0.0
+        self.started = self.deadline = 0.0
 
     def kill(self) -> None:
         self.process.kill()
@@ -100,6 +101,12 @@ class CheckPool:
     def __init__(self, workers: int, *, memory_limit_mb: int | None = 3072, preload: Sequence[str] = ()) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if multiprocessing.current_process().daemon:
+            raise RuntimeError(
+                "the math checker needs worker processes, and this process is a daemonic multiprocessing worker "
+                "(e.g. a multiprocessing.Pool worker), which may not start children: call it from the main process, "
+                "a thread, a Ray actor or a concurrent.futures.ProcessPoolExecutor worker instead"
+            )
         self.context = multiprocessing.get_context("forkserver")
         # Ignored if this process's forkserver already runs; then workers import on first use (slower, same result).
         self.context.set_forkserver_preload(list(preload))
@@ -136,7 +143,8 @@ class CheckPool:
                     worker = self.workers[slot] = _Worker(self.context, self.memory_limit_mb)
                 if worker.task_index is None:
                     index = pending.popleft()
-                    worker.task_index, worker.deadline = index, time.monotonic() + timeout
+                    worker.task_index, worker.started = index, time.monotonic()
+                    worker.deadline = worker.started + timeout
                     try:
                         worker.conn.send(tasks[index])
                     except (BrokenPipeError, OSError):
@@ -146,6 +154,7 @@ class CheckPool:
             ready = multiprocessing.connection.wait([w.conn for w in busy.values()], timeout=wait_for)
             for conn in ready:
                 worker = busy.pop(id(conn))
+                stats.slowest = max(stats.slowest, time.monotonic() - worker.started)
                 try:
                     results[worker.task_index] = conn.recv()
                 except (EOFError, OSError):
@@ -158,6 +167,7 @@ class CheckPool:
             for key, worker in list(busy.items()):
                 if worker.deadline <= now:
                     del busy[key]
+                    stats.slowest = max(stats.slowest, now - worker.started)
                     results[worker.task_index] = TIMEOUT
                     stats.timeouts += 1
                     self._replace(worker)
