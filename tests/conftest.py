@@ -29,6 +29,23 @@ class AnyDigitEnv(Environment):
 '''
 
 
+PLUGIN_PYPROJECT = '''
+[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "score-test-plugins"
+version = "0.0.1"
+
+[tool.setuptools]
+py-modules = ["score_test_plugins"]
+
+[project.entry-points."score.envs"]
+any_digit = "score_test_plugins:AnyDigitEnv"
+'''
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     """A real local Ray cluster for the session; a plug-in environment module is importable in every worker."""
@@ -37,8 +54,16 @@ def ray_cluster(tmp_path_factory):
 
     import ray
 
+    import subprocess
+
+    # A real plug-in package: pip installs it (with its score.envs entry point) into a private directory that every
+    # Ray worker has on its PYTHONPATH, so both `any_digit` and `score_test_plugins:AnyDigitEnv` resolve everywhere.
+    source = tmp_path_factory.mktemp("plugin_src")
+    (source / "score_test_plugins.py").write_text(PLUGIN_MODULE)
+    (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
     plugins = tmp_path_factory.mktemp("plugins")
-    (plugins / "score_test_plugins.py").write_text(PLUGIN_MODULE)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(plugins), str(source)], check=True)
     sys.path.insert(0, str(plugins))
     pythonpath = os.pathsep.join([str(plugins), os.getcwd()])
     ray.init(num_cpus=4, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})

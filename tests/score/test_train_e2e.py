@@ -118,3 +118,12 @@ def _run_catching(cfg, errors):
         train(cfg)
     except Exception as err:  # reported by the test thread
         errors.append(err)
+
+
+def test_trains_with_an_environment_installed_as_a_plugin(ray_cluster, tiny_model_path, tmp_path):
+    """The environment comes from a pip-installed package through the `score.envs` entry point, by name."""
+    out = tmp_path / "plugin"
+    train(load_config(None, _overrides(tiny_model_path, out, 2, "hf", ["env.name=any_digit", "train.steps=2"])))
+    metrics = _read_metrics(out)
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert any(m["acc_t1"] > 0 or m["acc_t2"] > 0 for m in metrics)  # the plug-in's reward was really called
