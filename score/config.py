@@ -90,10 +90,18 @@ class TrainConfig:
     """Samples per forward/backward; gradients are accumulated over the batch."""
     save_every: int = 0
     """Save a resumable checkpoint every this many steps (0: only at the end)."""
-    eval_every: int = 0
-    """Evaluate on the held-out split every this many steps (0: never during training)."""
-    eval_limit: int = 64
-    """Held-out problems per in-training evaluation."""
+
+
+@dataclass
+class EvalConfig:
+    every: int = 0
+    """Evaluate on the held-out split every this many steps, logged as eval_acc_t1, ... (0: never)."""
+    split: str = "test"
+    """The held-out split."""
+    limit: int = 64
+    """Held-out problems per evaluation (the first `limit` of the split, the same ones every time)."""
+    max_new_tokens: int | None = None
+    """Token budget per attempt; None: rollout.max_new_tokens."""
 
 
 @dataclass
@@ -125,6 +133,7 @@ class Config:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     log: dict[str, Any] = field(default_factory=lambda: {"tensorboard": True, "wandb_project": None})
     """Logging: tensorboard (bool), wandb_project (str or None: Weights & Biases off)."""

@@ -108,6 +108,7 @@ def train(cfg: Config) -> Path:
         ray.get(learner.load.remote(str(path)))
         engines.update_weights(learner.state_blob.remote())
         console.print(f"resumed from {path} at step {start}")
+    held_out = env.load(cfg.eval.split)[: cfg.eval.limit] if cfg.eval.every else []
     probe = None  # a fixed sequence whose log-probs must agree between learner and engines after every sync
     start_checksums = ray.get(learner.parameter_checksums.remote())
     logger = MetricsLogger(out, resume_from_step=start, tensorboard=bool(cfg.log.get("tensorboard", True)),
@@ -119,6 +120,8 @@ def train(cfg: Config) -> Path:
                 metrics, trajectories = _train_step(cfg, step, problems, env, renderer, engines, scorer, learner)
                 probe = probe or trajectories[0].input_ids
                 metrics["sync_logprob_diff"] = _sync_check(probe, engines, learner)
+                if held_out and (step + 1) % cfg.eval.every == 0:
+                    metrics.update(_evaluate(cfg, held_out, env, renderer, engines, scorer))
                 logger.log(metrics)
                 progress.update(bar, advance=1, status=f"acc_t1 {metrics['acc_t1']:.2f} acc_t2 {metrics['acc_t2']:.2f}"
                                 f" kl_t1 {metrics['kl_t1']:.3f}")
@@ -175,6 +178,17 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
         "time_sync": t4 - t3,
         "rollout_restarts": engines.restarts,
     }, trajectories
+
+
+def _evaluate(cfg: Config, problems: list[Problem], env, renderer: ChatRenderer, engines: RolloutGroup,
+              scorer: RewardPool) -> dict[str, float]:
+    """Greedy two-attempt evaluation on held-out problems, with the same code as `score eval`."""
+    from score.evaluate import evaluate
+
+    start = time.perf_counter()
+    params = SamplingParams(temperature=0.0, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens)
+    result = evaluate(env, problems, renderer, engines.generate, attempts=2, params=params, score=scorer.score)
+    return {**result.log_metrics(prefix="eval_"), "time_eval": time.perf_counter() - start}
 
 
 def _sync_check(sequence: list[int], engines: RolloutGroup, learner) -> float:

@@ -37,11 +37,15 @@ def _weights(path):
 @pytest.mark.parametrize("engine", ["hf"])
 def test_stage1_then_stage2(ray_cluster, tiny_model_path, tmp_path, engine):
     out1, out2 = tmp_path / "stage1", tmp_path / "stage2"
-    train(load_config(None, _overrides(tiny_model_path, out1, 1, engine, ["train.save_every=2"])))
+    train(load_config(None, _overrides(tiny_model_path, out1, 1, engine, ["train.save_every=2", "eval.every=2",
+                                                                         "eval.limit=5"])))
     metrics = _read_metrics(out1)
     assert [m["step"] for m in metrics] == [1, 2, 3] and all(m["stage"] == 1 for m in metrics)
     assert all(REQUIRED_KEYS <= m.keys() for m in metrics)
     assert all(m["reward_t1"] == 0.0 for m in metrics)  # Stage I gives attempt 1 no task reward
+    # held-out evaluation every eval.every steps, with the self-correction metrics
+    assert [m.get("eval_n") for m in metrics] == [None, 5, None]
+    assert {"eval_acc_t1", "eval_acc_t2", "eval_delta", "eval_delta_i2c", "eval_delta_c2i"} <= metrics[1].keys()
     assert (out1 / "config.yaml").is_file() and (out1 / "tensorboard").is_dir()
     assert {p.name for p in (out1 / "checkpoints").iterdir()} == {"step_2", "step_3"}
 
