@@ -1,0 +1,53 @@
+"""report.md tables, samples.jsonl reading, and the paired comparison of two evaluation folders."""
+
+import numpy as np
+import pytest
+
+from score.evaluate import summarize
+from score.report import compare_dirs, compare_table, eval_table, rewards_from_samples, write_eval
+
+
+def _records(ids, rewards):
+    """samples.jsonl records for rewards of shape (problems, samples, attempts)."""
+    return [{"problem_id": pid, "sample": s, "attempts": [{"attempt": k + 1, "reward": float(r)}
+                                                          for k, r in enumerate(rewards[i, s])]}
+            for i, pid in enumerate(ids) for s in range(rewards.shape[1])]
+
+
+def test_eval_table_by_hand():
+    # t1: 2/4 right, t2: 3/4 right; i->c on 1 problem, c->i on none
+    summary = summarize(np.array([[[1, 1]], [[1, 1]], [[0, 1]], [[0, 0]]]), resamples=200)
+    table = eval_table([("m", summary)]).splitlines()
+    assert table[0] == "| model | n | Acc@t1 | Acc@t2 | Δ(t1,t2) | Δi→c | Δc→i |"
+    cells = [c.strip() for c in table[2].split("|")[1:-1]]
+    assert cells[:2] == ["m", "4"]
+    assert cells[2].startswith("50.0 [") and cells[3].startswith("75.0 [") and cells[4].startswith("+25.0 [")
+    assert cells[6] == "+0.0 [+0.0, +0.0]"
+
+
+def test_rewards_round_trip_and_compare(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = [f"p{i}" for i in range(30)]
+    a = (rng.random((30, 2, 2)) < 0.6).astype(float)
+    b = (rng.random((30, 2, 2)) < 0.4).astype(float)
+    write_eval(tmp_path / "a", summarize(a), _records(ids, a))
+    order = rng.permutation(30)  # B lists the same problems in another order: pairing goes by problem id
+    write_eval(tmp_path / "b", summarize(b[order]), _records([ids[i] for i in order], b[order]))
+    read_ids, read = rewards_from_samples(_records(ids, a))
+    assert read_ids == ids and np.array_equal(read, a)
+
+    comparison = compare_dirs(tmp_path / "a", tmp_path / "b", resamples=300)
+    assert comparison["n"] == 30
+    for key in ("acc_t1", "acc_t2", "delta"):
+        d = comparison["metrics"][key]
+        expected = summarize(a)[key] - summarize(b)[key]
+        assert d["diff"] == pytest.approx(expected) and d["low"] <= d["diff"] <= d["high"]
+    assert "| Acc@t1 |" in compare_table(comparison, "a", "b")
+
+
+def test_compare_needs_the_same_problems(tmp_path):
+    a = np.ones((3, 1, 2))
+    write_eval(tmp_path / "a", summarize(a), _records(["x", "y", "z"], a))
+    write_eval(tmp_path / "b", summarize(a), _records(["x", "y", "w"], a))
+    with pytest.raises(ValueError, match="same problems.*--limit"):
+        compare_dirs(tmp_path / "a", tmp_path / "b")
