@@ -13,12 +13,10 @@ HEADING = "## Add your own environment"
 
 
 def section() -> str:
-    """The section from README.md once the lead has pasted it there, else from docs/add_environment.md."""
-    for path in (ROOT / "README.md", ROOT / "docs" / "add_environment.md"):
-        if path.is_file() and HEADING in path.read_text():
-            text = path.read_text().split(HEADING, 1)[1]
-            return re.split(r"^## ", text, flags=re.MULTILINE)[0]  # up to the next section
-    raise AssertionError(f"no {HEADING!r} section in README.md or docs/add_environment.md")
+    """The README's section, up to the next one."""
+    text = (ROOT / "README.md").read_text()
+    assert HEADING in text, f"no {HEADING!r} section in README.md"
+    return re.split(r"^## ", text.split(HEADING, 1)[1], flags=re.MULTILINE)[0]
 
 
 def blocks(language: str) -> list[str]:
