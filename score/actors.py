@@ -51,10 +51,11 @@ class RolloutWorker:
             raise StaleWeightsError(f"worker has weights version {self.version}, driver expects {version}")
         return self.engine.sequence_logprobs(sequences)
 
-    def pid(self) -> int:
+    def where(self) -> dict[str, Any]:
+        """Process id and Ray node id of this worker (for operators and tests)."""
         import os
 
-        return os.getpid()
+        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
 
     def shutdown(self) -> None:
         self.engine.shutdown()
@@ -91,7 +92,8 @@ class RolloutGroup:
         run = uuid.uuid4().hex[:8]
         # Named, so that operators (and the fault-injection test) can find a run's workers with ray.get_actor.
         self.workers = [
-            actor.options(name=f"score-rollout-{run}-{i}", num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=1)
+            actor.options(name=f"score-rollout-{run}-{i}", num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=1,
+                          scheduling_strategy="SPREAD")
             .remote(kind, model_path, engine_kwargs)
             for i in range(num_engines)
         ]
@@ -120,9 +122,10 @@ class RolloutGroup:
 
         return self._recovering(call, "generation")
 
-    def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+    def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[list[float]]]:
+        """Every worker's log-probs of the same sequences (one list per worker)."""
         return self._recovering(
-            lambda: self._get([self.workers[0].sequence_logprobs.remote(sequences, self.version)], "log-probs")[0],
+            lambda: self._get([w.sequence_logprobs.remote(sequences, self.version) for w in self.workers], "log-probs"),
             "log-probs",
         )
 
@@ -156,6 +159,10 @@ class RolloutGroup:
                     raise RuntimeError(f"rollout workers did not recover within rollout.timeout_s={self.timeout_s}s "
                                        f"during {what}; resume from the last checkpoint with resume=true") from None
                 time.sleep(0.5)  # the restarting actor is not reachable yet
+
+    def placement(self) -> list[dict[str, Any]]:
+        """Where each worker runs: pid and Ray node id."""
+        return self._get([w.where.remote() for w in self.workers], "placement")
 
     def shutdown(self) -> None:
         for w in self.workers:

@@ -131,7 +131,8 @@ def train(cfg: Config) -> Path:
         final = out / "final"
         ray.get(learner.save.remote(str(final), with_optimizer=False))
         end_checksums = ray.get(learner.parameter_checksums.remote())
-        summary = {"start": start_checksums, "end": end_checksums, "steps": cfg.train.steps}
+        summary = {"start": start_checksums, "end": end_checksums, "steps": cfg.train.steps,
+                   "rollout_workers": engines.placement()}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         console.print(f"stage {cfg.stage} done: final policy in {final}")
         return final
@@ -192,10 +193,10 @@ def _evaluate(cfg: Config, problems: list[Problem], env, renderer: ChatRenderer,
 
 
 def _sync_check(sequence: list[int], engines: RolloutGroup, learner) -> float:
-    """Largest |log p_engine - log p_learner| over a fixed sequence: shows the engines run the learner's weights."""
-    engine_lp = engines.sequence_logprobs([sequence])[0]
-    learner_lp = ray.get(learner.sequence_logprobs.remote([sequence]))[0]
-    return float(np.max(np.abs(np.array(engine_lp) - np.array(learner_lp))))
+    """Largest |log p_engine - log p_learner| over a fixed sequence and every engine: shows that each engine runs
+    the learner's weights."""
+    learner_lp = np.array(ray.get(learner.sequence_logprobs.remote([sequence]))[0])
+    return max(float(np.max(np.abs(np.array(lp[0]) - learner_lp))) for lp in engines.sequence_logprobs([sequence]))
 
 
 def _save_checkpoint(out: Path, step: int, learner) -> None:

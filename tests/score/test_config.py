@@ -41,3 +41,10 @@ def test_missing_file_and_missing_model(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="model.path"):
         load_config(None, [])
+
+
+def test_cli_reports_a_bad_key_and_exits_2(cfg_file, capsys):
+    from score.cli import main
+
+    assert main(["train", str(cfg_file), "rollout.nn=4"]) == 2
+    assert "rollout.nn" in capsys.readouterr().err

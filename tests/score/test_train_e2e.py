@@ -107,7 +107,7 @@ def test_killed_rollout_worker_is_restarted_and_resynced(ray_cluster, tiny_model
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("score-rollout-")]
     assert len(names) == 1
     worker = ray.get_actor(names[0])
-    os.kill(ray.get(worker.pid.remote()), signal.SIGKILL)
+    os.kill(ray.get(worker.where.remote())["pid"], signal.SIGKILL)
     runner.join(timeout=600)
     assert not runner.is_alive() and not errors, errors
     metrics = _read_metrics(out)
