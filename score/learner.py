@@ -53,10 +53,12 @@ class Learner:
         if num_threads:
             torch.set_num_threads(num_threads)
         torch.manual_seed(seed)
+        # On a GPU actor (ray.learner_num_gpus > 0) Ray sets CUDA_VISIBLE_DEVICES, so "cuda" is that GPU.
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         # Parameters stay in fp32 (AdamW needs them); bfloat16 runs the forward under autocast.
         self.policy = AutoModelForCausalLM.from_pretrained(init_from or model_path, dtype=torch.float32)
-        self.policy.train()
-        self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+        self.policy.to(self.device).train()
+        self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(self.device).eval()
         self.reference.requires_grad_(False)
         self.tokenizer = AutoTokenizer.from_pretrained(init_from or model_path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -64,11 +66,11 @@ class Learner:
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=weight_decay)
 
     def _amp(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
 
     def _pad(self, rows: list[list], value) -> torch.Tensor:
         width = max(len(r) for r in rows)
-        return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows])
+        return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], device=self.device)
 
     def train_step(
         self,
@@ -84,7 +86,7 @@ class Learner:
         size = len(batch.input_ids)
         trained_tokens = sum(sum(1 for t in turns[1:] if t > 0) for turns in batch.turn_ids)
         denominator = max(trained_tokens, 1) if loss_agg == "token_mean" else size
-        kl_weights = torch.tensor(batch.turn_kl_weights, dtype=torch.float32)
+        kl_weights = torch.tensor(batch.turn_kl_weights, dtype=torch.float32, device=self.device)
         sums = {"loss": 0.0, "kl_t1": 0.0, "kl_t2": 0.0, "n_t1": 0.0, "n_t2": 0.0, "mismatch": 0.0, "is_clip": 0.0}
         self.optimizer.zero_grad(set_to_none=True)
         for start in range(0, size, micro_batch_size):
@@ -93,7 +95,7 @@ class Learner:
             attention_mask = self._pad([[1] * len(r) for r in batch.input_ids[rows]], 0)
             turn_ids = self._pad(batch.turn_ids[rows], 0)[:, 1:]
             rollout_logp = self._pad(batch.rollout_logprobs[rows], 0.0)[:, 1:].float()
-            turn_adv = torch.tensor(batch.turn_advantages[rows], dtype=torch.float32)
+            turn_adv = torch.tensor(batch.turn_advantages[rows], dtype=torch.float32, device=self.device)
             per_turn_w = kl_weights.expand(len(turn_adv), 2)
 
             with self._amp():
@@ -136,7 +138,7 @@ class Learner:
 
     def state_blob(self) -> bytes:
         """The policy weights as safetensors bytes, ready for `Engine.update_weights`."""
-        state = {k: v.detach().contiguous() for k, v in self.policy.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()}
         return safetensors.torch.save(state)
 
     @torch.no_grad()
@@ -145,7 +147,7 @@ class Learner:
         try:
             out = []
             for seq in sequences:
-                ids = torch.tensor([seq])
+                ids = torch.tensor([seq], device=self.device)
                 out.append(token_logprobs(self.policy, ids, torch.ones_like(ids))[0].tolist())
             return out
         finally:
@@ -180,8 +182,8 @@ class Learner:
         for shard in sorted(path.glob("model*.safetensors")):  # one file, or shards of a large model
             state.update(safetensors.torch.load_file(str(shard)))
         self.policy.load_state_dict(state, strict=True)
-        extra = torch.load(path / "learner_state.pt", weights_only=False)
+        extra = torch.load(path / "learner_state.pt", weights_only=False, map_location=self.device)
         self.optimizer.load_state_dict(extra["optimizer"])
-        torch.set_rng_state(extra["torch_rng"])
+        torch.set_rng_state(extra["torch_rng"].cpu())
         np.random.set_state(extra["numpy_rng"])
         random.setstate(extra["python_rng"])
