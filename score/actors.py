@@ -168,8 +168,8 @@ class RolloutGroup:
         for w in self.workers:
             try:
                 ray.get(w.shutdown.remote(), timeout=60)
-            except Exception:  # a dead worker has nothing left to release
-                pass
+            except (RayActorError, ActorUnavailableError, GetTimeoutError) as err:
+                log.info("rollout worker did not shut down cleanly (%s); killing it", err)
             ray.kill(w)
 
 

@@ -155,7 +155,9 @@ class Learner:
 
     def parameter_checksums(self) -> dict[str, float]:
         """Sum of |w| over each model's parameters: cheap evidence of what changed."""
-        total = lambda m: float(sum(p.detach().abs().sum() for p in m.parameters()))  # noqa: E731
+        def total(model: torch.nn.Module) -> float:
+            return float(sum(p.detach().abs().sum() for p in model.parameters()))
+
         return {"policy": total(self.policy), "reference": total(self.reference)}
 
     def save(self, directory: str, *, with_optimizer: bool) -> None:

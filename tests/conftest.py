@@ -5,6 +5,27 @@ from pathlib import Path
 import pytest
 
 
+def pip_install_target(source: Path, target: Path) -> Path:
+    """pip-install the package at `source` into the private directory `target` (the venv stays untouched).
+
+    pip writes the same *.dist-info/entry_points.txt it would write into site-packages, so with `target` on the path
+    importlib.metadata finds the package's entry points exactly as for an ordinary install."""
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--no-compile", "--target", str(target), str(source)],
+        check=True, capture_output=True, timeout=300,
+    )
+    return target
+
+
+@pytest.fixture
+def pip_install():
+    return pip_install_target
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     from score.tiny import build_tiny_model, default_corpus
@@ -54,16 +75,13 @@ def ray_cluster(tmp_path_factory):
 
     import ray
 
-    import subprocess
-
     # A real plug-in package: pip installs it (with its score.envs entry point) into a private directory that every
     # Ray worker has on its PYTHONPATH, so both `any_digit` and `score_test_plugins:AnyDigitEnv` resolve everywhere.
     source = tmp_path_factory.mktemp("plugin_src")
     (source / "score_test_plugins.py").write_text(PLUGIN_MODULE)
     (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
     plugins = tmp_path_factory.mktemp("plugins")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(plugins), str(source)], check=True)
+    pip_install_target(source, plugins)
     sys.path.insert(0, str(plugins))
     pythonpath = os.pathsep.join([str(plugins), os.getcwd()])
     ray.init(num_cpus=4, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})

@@ -58,7 +58,7 @@ def test_the_dataset_example_loads_a_local_file_with_its_field_mapping(tmp_path)
     assert [m["role"] for m in env.first_turn_messages(problem)] == ["user", "assistant", "user"]
 
 
-def test_the_packaged_example_is_found_by_its_entry_point_name(tmp_path, monkeypatch):
+def test_the_packaged_example_is_found_by_its_entry_point_name(tmp_path, monkeypatch, pip_install):
     # Build and install the example with the section's own pyproject snippet, as its reader would.
     source = tmp_path / "letter-count"
     source.mkdir()
@@ -66,12 +66,7 @@ def test_the_packaged_example_is_found_by_its_entry_point_name(tmp_path, monkeyp
     header = '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
     project = '[project]\nname = "letter-count"\nversion = "0.1.0"\n\n'
     (source / "pyproject.toml").write_text(header + project + blocks("toml")[0])
-    site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--no-compile", "--target", str(site), str(source)],
-        check=True, capture_output=True, timeout=300,
-    )
+    site = pip_install(source, tmp_path / "site")
     monkeypatch.syspath_prepend(str(site))
     name = re.search(r'^(\w+) = "my_envs:', blocks("toml")[0], flags=re.MULTILINE).group(1)
     assert name in available()

@@ -41,7 +41,7 @@ echo_plugin = "score_echo_plugin:EchoEnv"
 
 
 @pytest.fixture
-def installed_plugin(tmp_path, monkeypatch):
+def installed_plugin(tmp_path, monkeypatch, pip_install):
     """A real package, built and installed by pip into a private directory that is then put on sys.path.
 
     pip writes the same *.dist-info/entry_points.txt it would write into site-packages, so `make_env` finds the
@@ -51,12 +51,7 @@ def installed_plugin(tmp_path, monkeypatch):
     (source / "score_echo_plugin").mkdir(parents=True)
     (source / "score_echo_plugin" / "__init__.py").write_text(PLUGIN_MODULE)
     (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--no-compile", "--target", str(target), str(source)],
-        check=True, capture_output=True, timeout=300,
-    )
+    target = pip_install(source, tmp_path / "site")
     monkeypatch.syspath_prepend(str(target))
     yield target
     sys.modules.pop("score_echo_plugin", None)
