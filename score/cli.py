@@ -81,6 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. algo.alpha=5 rollout.n=4")
     p.set_defaults(func=_train)
 
+    from score.demo import add_demo_arguments, run_demo
+
+    p = sub.add_parser("demo", help="offline CPU demo: a tiny model learns to self-correct (SFT base, eval, Stage I, "
+                       "Stage II, eval, report)")
+    add_demo_arguments(p)
+    p.set_defaults(func=run_demo)
+
     p = sub.add_parser("tiny-model", help="build a tiny random model + locally trained tokenizer (for tests and trials)")
     p.add_argument("out", help="output folder")
     p.add_argument("--seed", type=int, default=0)
