@@ -76,8 +76,9 @@ def init_ray(cfg: Config) -> None:
     # A local cluster gets enough logical CPUs for every actor, even on a 2-core laptop (they mostly take turns).
     needed = cfg.ray.learner_num_cpus + cfg.rollout.num_engines * cfg.rollout.num_cpus + 0.5 * cfg.ray.num_reward_workers
     pythonpath = os.pathsep.join([os.getcwd(), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env_vars = {"PYTHONPATH": pythonpath, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # no per-actor loading bars
     ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), include_dashboard=False,
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+             runtime_env={"env_vars": env_vars})
 
 
 def train(cfg: Config) -> Path:
