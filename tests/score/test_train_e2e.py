@@ -34,7 +34,7 @@ def _weights(path):
     return safetensors.torch.load_file(str(path / "model.safetensors"))
 
 
-@pytest.mark.parametrize("engine", ["hf"])
+@pytest.mark.parametrize("engine", ["hf", "vllm"])
 def test_stage1_then_stage2(ray_cluster, tiny_model_path, tmp_path, engine):
     out1, out2 = tmp_path / "stage1", tmp_path / "stage2"
     train(load_config(None, _overrides(tiny_model_path, out1, 1, engine, ["train.save_every=2", "eval.every=2",

