@@ -46,6 +46,15 @@ class RolloutWorker:
         self.engine.update_weights(blob)
         self.version = version
 
+    def weight_sync(self, phase: str, *args: Any) -> None:
+        """GPU weight transfer (rollout.weight_sync=nccl|ipc): one phase of vLLM's protocol, driven by the learner."""
+        from score.engines.vllm_gpu_sync import LLMSyncClient
+
+        getattr(LLMSyncClient(self.engine.llm), phase)(*args)
+
+    def set_version(self, version: int) -> None:
+        self.version = version
+
     def sequence_logprobs(self, sequences: list[list[int]], version: int = 0) -> list[list[float]]:
         if version != self.version:
             raise StaleWeightsError(f"worker has weights version {self.version}, driver expects {version}")
@@ -134,6 +143,13 @@ class RolloutGroup:
         self.version += 1
         self._recovering(self._sync_all, "weight sync")
 
+    def pushed_weights(self, send_ref: ray.ObjectRef) -> None:
+        """GPU path: wait for the learner's NCCL/IPC push to the engines, then record the new version. A restarted
+        worker is not in the NCCL group any more, so it fails the run (resume from the last checkpoint)."""
+        self._get([send_ref], "GPU weight transfer")
+        self.version += 1
+        self._get([w.set_version.remote(self.version) for w in self.workers], "weight version")
+
     def _sync_all(self) -> None:
         if self._weights_ref is not None:  # before the first update every worker holds the initial weights
             self._get([w.update_weights.remote(self._weights_ref, self.version) for w in self.workers], "weight sync")
@@ -188,6 +204,12 @@ class RewardPool:
     def shutdown(self) -> None:
         for w in self.workers:
             ray.kill(w)
+
+
+def connect_gpu_weight_sync(learner, engines: RolloutGroup, backend: str, tensor_parallel_size: int) -> None:
+    """Rendezvous the learner with every vLLM worker for NCCL/IPC weight transfer (GPU only)."""
+    world_size = 1 + len(engines.workers) * tensor_parallel_size
+    ray.get(learner.connect_weight_sync.remote(engines.workers, backend, world_size))
 
 
 def start_learner(num_cpus: float, num_gpus: float, **kwargs: Any):

@@ -46,6 +46,9 @@ class RolloutConfig:
     """Nucleus sampling threshold."""
     max_new_tokens: int = 64
     """Token budget of each attempt."""
+    weight_sync: str = "blob"
+    """How new weights reach the engines: blob (safetensors bytes through Ray; CPU and GPU), or, GPU-only with the
+    vLLM engine, nccl (learner and engines on different GPUs) or ipc (sharing a GPU), via vLLM's weight transfer."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra engine arguments (vLLM: kv_cache_memory_bytes, tensor_parallel_size, ...)."""
     num_cpus: float = 1.0
@@ -145,6 +148,7 @@ class ConfigError(ValueError):
 
 _CHOICES = {
     "rollout.engine": ("auto", "vllm", "hf"),
+    "rollout.weight_sync": ("blob", "nccl", "ipc"),
     "algo.kl_mode": ("reward", "loss"),
     "algo.baseline": ("rloo", "mean", "none"),
     "algo.loss_agg": ("token_mean", "seq_mean"),
@@ -205,6 +209,8 @@ def validate(cfg: Config) -> None:
     for key in ("alpha", "beta1", "beta2", "tis_cap"):
         if getattr(cfg.algo, key) < 0:
             raise ConfigError(f"algo.{key}: must be >= 0, got {getattr(cfg.algo, key)}")
+    if cfg.rollout.weight_sync != "blob" and cfg.rollout.engine == "hf":
+        raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs rollout.engine=vllm (GPU)")
     if cfg.rollout.temperature < 0:
         raise ConfigError(f"rollout.temperature: must be >= 0, got {cfg.rollout.temperature}")
 

@@ -141,6 +141,25 @@ class Learner:
         state = {k: v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()}
         return safetensors.torch.save(state)
 
+    def connect_weight_sync(self, rollout_workers: list, backend: str, world_size: int) -> None:
+        """GPU only: join vLLM's weight-transfer group with the rollout workers (see score.engines.vllm_gpu_sync)."""
+        import socket
+
+        import ray
+
+        from score.engines.vllm_gpu_sync import RaySyncClient, connect_learner
+
+        with socket.socket() as probe:  # a free port on this node for the NCCL rendezvous
+            probe.bind(("", 0))
+            port = probe.getsockname()[1]
+        self._sender = connect_learner(self.policy, RaySyncClient(rollout_workers), backend=backend,
+                                       master_address=ray.util.get_node_ip_address(), master_port=port,
+                                       world_size=world_size)
+
+    def send_weights(self) -> None:
+        """GPU only: push the current policy to every engine over NCCL/IPC."""
+        self._sender.send_weights()
+
     @torch.no_grad()
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
         self.policy.eval()

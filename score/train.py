@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import AutoTokenizer
 
 from envs import Problem, make_env
-from score.actors import RewardPool, RolloutGroup, start_learner
+from score.actors import RewardPool, RolloutGroup, connect_gpu_weight_sync, start_learner
 from score.config import Config, ConfigError, to_yaml
 from score.engines import SamplingParams, resolve_engine_kind
 from score.learner import Batch
@@ -97,17 +97,23 @@ def train(cfg: Config) -> Path:
     learner = start_learner(cfg.ray.learner_num_cpus, cfg.ray.learner_num_gpus, model_path=cfg.model.path,
                             init_from=cfg.init_from, dtype=cfg.model.dtype, lr=cfg.train.lr,
                             weight_decay=cfg.train.weight_decay, seed=cfg.seed)
-    engines = RolloutGroup(resolve_engine_kind(cfg.rollout.engine), policy_path, cfg.rollout.engine_kwargs,
+    engine_kwargs = dict(cfg.rollout.engine_kwargs)
+    if cfg.rollout.weight_sync != "blob":
+        engine_kwargs["weight_transfer_backend"] = cfg.rollout.weight_sync
+    engines = RolloutGroup(resolve_engine_kind(cfg.rollout.engine), policy_path, engine_kwargs,
                            num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
                            num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
     scorer = RewardPool(cfg.env.name, cfg.env.kwargs, num_workers=cfg.ray.num_reward_workers)
+    if cfg.rollout.weight_sync != "blob":
+        connect_gpu_weight_sync(learner, engines, cfg.rollout.weight_sync,
+                                int(engine_kwargs.get("tensor_parallel_size", 1)))
 
     start = 0
     resumed = latest_checkpoint(out) if cfg.resume else None
     if resumed:
         start, path = resumed
         ray.get(learner.load.remote(str(path)))
-        engines.update_weights(learner.state_blob.remote())
+        _push_weights(cfg, engines, learner)
         console.print(f"resumed from {path} at step {start}")
     held_out = env.load(cfg.eval.split)[: cfg.eval.limit] if cfg.eval.every else []
     probe = None  # a fixed sequence whose log-probs must agree between learner and engines after every sync
@@ -161,7 +167,7 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
         batch, kl_mode=cfg.algo.kl_mode, loss_agg=cfg.algo.loss_agg, micro_batch_size=cfg.train.micro_batch_size,
         max_grad_norm=cfg.train.max_grad_norm, tis_cap=cfg.algo.tis_cap))
     t3 = timer()
-    engines.update_weights(learner.state_blob.remote())
+    _push_weights(cfg, engines, learner)
     t4 = timer()
     outcome = self_correction_metrics([t.r1 for t in trajectories], [t.r2 for t in trajectories])
     return {
@@ -180,6 +186,14 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
         "time_sync": t4 - t3,
         "rollout_restarts": engines.restarts,
     }, trajectories
+
+
+def _push_weights(cfg: Config, engines: RolloutGroup, learner) -> None:
+    """Learner -> every engine, in place: a safetensors blob through Ray's object store, or NCCL/IPC on GPUs."""
+    if cfg.rollout.weight_sync == "blob":
+        engines.update_weights(learner.state_blob.remote())
+    else:
+        engines.pushed_weights(learner.send_weights.remote())
 
 
 def _evaluate(cfg: Config, problems: list[Problem], env, renderer: ChatRenderer, engines: RolloutGroup,

@@ -1,5 +1,7 @@
 """Configuration: YAML + command-line overrides, and errors that name the key."""
 
+from pathlib import Path
+
 import pytest
 
 from score.config import ConfigError, load_config
@@ -48,3 +50,19 @@ def test_cli_reports_a_bad_key_and_exits_2(cfg_file, capsys):
 
     assert main(["train", str(cfg_file), "rollout.nn=4"]) == 2
     assert "rollout.nn" in capsys.readouterr().err
+
+
+def test_gpu_weight_sync_needs_the_vllm_engine(cfg_file):
+    assert load_config(cfg_file, ["rollout.weight_sync=nccl", "rollout.engine=vllm"]).rollout.weight_sync == "nccl"
+    with pytest.raises(ConfigError, match="rollout.weight_sync"):
+        load_config(cfg_file, ["rollout.weight_sync=nccl", "rollout.engine=hf"])
+    with pytest.raises(ConfigError, match="rollout.weight_sync"):
+        load_config(cfg_file, ["rollout.weight_sync=shm"])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "launch").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_launch_config_loads(path, tiny_model_path):
+    """The shipped recipes stay in step with the config schema (model paths point at the test model here)."""
+    cfg = load_config(path, [f"model.path={tiny_model_path}", "init_from=null"])
+    assert cfg.stage in (1, 2)
