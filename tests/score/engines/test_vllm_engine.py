@@ -51,7 +51,13 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def engine(model_dir):
+def children_before_engine() -> set[int]:
+    """Children of this process from earlier tests (reward worker pools, warm sandboxes): not the engine's."""
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir, children_before_engine):
     from score.engines.vllm_engine import VLLMEngine
 
     eng = VLLMEngine(str(model_dir), dtype="float32", seed=0, kv_cache_memory_bytes=1 << 28)
@@ -190,14 +196,15 @@ def test_gpu_sync_clients_fit_vllm_protocol():
         weight_transfer_config("gloo")
 
 
-def test_shutdown_leaves_no_processes(engine):
+def test_shutdown_leaves_no_processes(engine, children_before_engine):
     # vLLM runs an engine-core process with its worker(s) below it. multiprocessing's resource tracker is a
     # per-interpreter helper that exits with this process, so it is not counted.
     def vllm_processes() -> list[psutil.Process]:
         return [
             p
             for p in psutil.Process().children(recursive=True)
-            if "multiprocessing.resource_tracker" not in " ".join(p.cmdline())
+            if p.pid not in children_before_engine
+            and "multiprocessing.resource_tracker" not in " ".join(p.cmdline())
         ]
 
     alive = vllm_processes()
