@@ -69,6 +69,9 @@ class VLLMEngine:
         enforce_eager: skip graph capture / compilation (faster start, slower decoding).
         weight_transfer_backend: GPU only: "nccl" or "ipc" enables vLLM's weight-transfer API, driven by
             `score.engines.vllm_gpu_sync` from the learner.
+        enable_chunked_prefill: None = off on CPU (seeded requests crash vLLM 0.32 there when a prefill is
+            split), vLLM's default on GPU.
+        max_num_batched_tokens: tokens per engine step (vLLM's default when None).
     """
 
     def __init__(
@@ -83,6 +86,8 @@ class VLLMEngine:
         max_model_len: int | None = None,
         enforce_eager: bool = False,
         weight_transfer_backend: str | None = None,
+        enable_chunked_prefill: bool | None = None,
+        max_num_batched_tokens: int | None = None,
         **_: object,
     ) -> None:
         from vllm import LLM
@@ -97,6 +102,14 @@ class VLLMEngine:
                 "pass a budget in bytes (e.g. 1 << 30)."
             )
         extra: dict[str, object] = {}
+        if enable_chunked_prefill is None:
+            # On CPU, a seeded request whose prefill is split across steps crashes vLLM 0.32 ("CPU Generator does not
+            # use offset": rewinding a discarded sample needs a CUDA generator). Every request here is seeded, so
+            # prompts are prefilled whole on CPU.
+            enable_chunked_prefill = not on_cpu
+        extra["enable_chunked_prefill"] = enable_chunked_prefill
+        if max_num_batched_tokens is not None:
+            extra["max_num_batched_tokens"] = max_num_batched_tokens
         if weight_transfer_backend is not None:
             from score.engines.vllm_gpu_sync import weight_transfer_config
 

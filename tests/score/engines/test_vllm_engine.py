@@ -196,6 +196,14 @@ def test_gpu_sync_clients_fit_vllm_protocol():
         weight_transfer_config("gloo")
 
 
+def test_seeded_batch_larger_than_one_engine_step(engine):
+    """A seeded batch whose prefills do not fit one engine step (vLLM 0.32 on CPU crashes here if a prefill is
+    split across steps: 'CPU Generator does not use offset')."""
+    prompts = [[5 + (i + j) % 300 for j in range(200)] for i in range(64)]  # 12,800 prompt tokens
+    completions = engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=4, seed=11))
+    assert len(completions) == 64 and all(1 <= len(c.token_ids) <= 4 for c in completions)
+
+
 def test_shutdown_leaves_no_processes(engine, children_before_engine):
     # vLLM runs an engine-core process with its worker(s) below it. multiprocessing's resource tracker is a
     # per-interpreter helper that exits with this process, so it is not counted.
@@ -213,3 +221,4 @@ def test_shutdown_leaves_no_processes(engine, children_before_engine):
     assert vllm_processes() == []  # shutdown() itself joined its children: nothing running, no zombies
     _, still_alive = psutil.wait_procs(alive, timeout=30)  # workers below the engine core exit once it is gone
     assert still_alive == []
+
