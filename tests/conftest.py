@@ -84,6 +84,7 @@ def ray_cluster(tmp_path_factory):
     pip_install_target(source, plugins)
     sys.path.insert(0, str(plugins))
     pythonpath = os.pathsep.join([str(plugins), os.getcwd()])
-    ray.init(num_cpus=4, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})
+    env_vars = {"PYTHONPATH": pythonpath, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    ray.init(num_cpus=4, include_dashboard=False, runtime_env={"env_vars": env_vars})
     yield ray
     ray.shutdown()
