@@ -43,6 +43,17 @@ def _reload_weights_in_worker(worker, blob: bytes) -> None:
     worker.model_runner.reload_weights(weights_iterator=iter(state.items()))
 
 
+def _bind_all_cores_on_small_cpus(max_cores: int = 4) -> None:
+    """vLLM on CPU keeps one core for its scheduler and binds its compute threads to the others: half of a 2-core
+    machine. On small machines (and unless the user chose a binding) bind them to every core this process may use.
+    Measured on 2 cores, SmolLM2-135M two-phase rollout: 329 tok/s with the default binding, ~500 with this."""
+    if "VLLM_CPU_OMP_THREADS_BIND" in os.environ or "VLLM_CPU_NUM_OF_RESERVED_CPU" in os.environ:
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) <= max_cores:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(core) for core in cores)
+
+
 def _check_token_ids(field: str, batch: list[list[int]], min_len: int) -> None:
     """Fail early with a clear message; vLLM's own errors for these cases are obscure."""
     for i, ids in enumerate(batch):
@@ -102,6 +113,8 @@ class VLLMEngine:
                 "pass a budget in bytes (e.g. 1 << 30)."
             )
         extra: dict[str, object] = {}
+        if on_cpu:
+            _bind_all_cores_on_small_cpus()  # read by vLLM's engine-core process, started below
         if enable_chunked_prefill is None:
             # On CPU, a seeded request whose prefill is split across steps crashes vLLM 0.32 ("CPU Generator does not
             # use offset": rewinding a discarded sample needs a CUDA generator). Every request here is seeded, so
