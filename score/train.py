@@ -36,11 +36,13 @@ console = Console()
 
 def step_problems(problems: list[Problem], step: int, count: int, seed: int) -> list[Problem]:
     """The prompts of a step: consecutive slices of a per-epoch shuffle seeded by (seed, epoch)."""
+    orders: dict[int, np.ndarray] = {}  # one shuffle per epoch the step touches
     picked = []
     for index in range(step * count, (step + 1) * count):
         epoch, position = divmod(index, len(problems))
-        order = np.random.default_rng([seed, epoch]).permutation(len(problems))
-        picked.append(problems[int(order[position])])
+        if epoch not in orders:
+            orders[epoch] = np.random.default_rng([seed, epoch]).permutation(len(problems))
+        picked.append(problems[int(orders[epoch][position])])
     return picked
 
 
