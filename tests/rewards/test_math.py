@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,24 +14,14 @@ import pytest
 from rewards.math import IS_EQUIV_STATS, extract_answer, is_equiv, score
 from rewards.math_pool import TIMEOUT, CheckPool
 
-CORPUS = Path(__file__).resolve().parent.parent / "data" / "math_equiv.jsonl"
+# The corpus format (repeated pieces expanded) is read by the benchmark's loader, so test and benchmark see one corpus.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_math import load_corpus  # noqa: E402
 # sympy cannot finish this integral: a real check that runs until it is killed.
 HANGS = (r"\int x^{x} \sin(x^x) dx", r"\int x^{x} \cos(x^x) dx")
 CATEGORIES = {"integer", "decimal", "fraction", "mixed", "scientific", "percent", "radical", "pi", "algebra",
               "complex", "equation", "interval", "tuple", "set", "matrix", "degree", "units_text", "choice",
               "infinity", "rounding", "inequality", "adversarial"}
-
-
-def load_corpus() -> list[dict]:
-    """The corpus rows; a field stored as [[piece, times], ...] is expanded (keeps the 1 MB rows small on disk)."""
-    rows = []
-    for line in CORPUS.read_text().splitlines():
-        row = json.loads(line)
-        for key in ("prediction", "reference"):
-            if isinstance(row[key], list):
-                row[key] = "".join(piece * times for piece, times in row[key])
-        rows.append(row)
-    return rows
 
 
 ROWS = load_corpus()
