@@ -1,70 +1,226 @@
-"""Runs untrusted programs and their tests inside the sandbox; started by `rewards.sandbox`, never imported.
+"""The supervisor of code jobs inside the sandbox; started by `rewards.sandbox` as a script, never imported by it.
 
-Two ways to start it:
-- `runner.py`: one job, read from stdin, run in this process (any sandbox profile, or no sandbox at all).
-- `runner.py --serve`: a warm server ("drop" profile only, see `rewards.sandbox`). It imports the stdlib modules that
-  programs usually import once, then for every job it reads from stdin it forks a child that runs the job, waits for
-  it (wall-clock limit), kills everything the job's uid left behind and replies on stdout. Each job runs under its own
-  uid, so the cleanup kills exactly its processes. If a job leaves anything else behind (files in /tmp, SysV IPC
-  objects) the server exits after replying, so the host starts a fresh sandbox instead of reusing a dirty one.
+    python -I -S -B _code_runner.py --serve    a warm sandbox: jobs one after another, while each leaves it clean
+    python -I -S -B _code_runner.py --once     one job, then exit (a fresh sandbox, or the no-bwrap fallback)
 
-A job is a dict: nonce, program, tests, mode ("check" or "asserts"), entry_point, limits, drop_to_uid, channel_fd.
-The verdict channel is a write-only descriptor; every line starts with the job's random nonce (the host ignores any
-line without it): "ready" once set up, "test I pass|fail|memory" per test, "done" after the last test.
-stdout and stdin point at /dev/null; stderr is a size-capped file whose tail the host reports.
-
-Why the verdict cannot be forged by the common tricks a model finds under optimization pressure:
-- `sys.exit(0)`, `os._exit(0)`, an atexit hook or a crash before/while the tests run leave no "done" line: no pass.
-- Everything the runner calls after the program starts (exec, compile, os.write, the exception classes) is bound to a
-  local variable of `run_job` first, so monkeypatching `builtins` or this module cannot change what the runner does.
-- Test code runs in its own namespace whose builtins are a private copy taken before the program ran, so a program that
-  rebinds `abs`, `all`, `len`, `isinstance`... in `builtins` only fools itself.
-Known limit (documented in rewards/code.py): the program runs in this same process, so deliberate introspection
-(`gc`, frame walking) or returning objects whose `__eq__` always says True can still defeat in-process testing.
+Jobs and replies are length-prefixed JSON frames (`_code_wire`) on stdin and stdout. For each job:
+- a **candidate** process runs the untrusted program (`_code_candidate.py`). It is forked by a zygote: a process forked
+  at start-up, before any job arrived, so the candidate's memory holds no test, no other job's program and no verdict;
+  the candidate reads its own program from a file descriptor after the fork. It gets the job's unprivileged uid, its
+  rlimits and the syscall filter before reading the program.
+- a **tester** process runs the trusted tests (`_code_tester.py`) under a second uid, not dumpable, under the filter.
+  It talks to the candidate through a socket that carries only plain data, and alone holds the socket on which the
+  verdict comes back.
+- when the tester is done, or the wall-clock deadline passes, the candidate and every process it started are killed:
+  this process is a child subreaper, so everything the program forked ends up as its child, and is killed and reaped
+  until none is left. A warm sandbox then checks that the job left nothing behind (files in /tmp or /dev/shm, SysV IPC
+  objects, processes) and otherwise exits after replying, so the host starts a clean one.
 """
 
-import builtins
-import marshal
 import os
-import resource
 import select
 import signal
-import struct
+import socket
 import sys
+import time
 
-# Imported once by the warm server so that forked jobs start with them loaded (not `random`: forked copies would
-# share one seed).
+if __name__ == "__main__":  # started as a script with -I: make `rewards` (this file's package) importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from rewards import _code_wire as wire  # noqa: E402
+
+# A warm sandbox imports these once, before the zygote forks, so that every job starts with them loaded (not `random`,
+# nor modules that import it such as tempfile: forked copies would share one seed).
 PRELOAD = ("typing", "collections", "re", "math", "itertools", "functools", "heapq", "bisect", "string", "operator")
-PRIVATE_DIR = "/run/score"  # root-only tmpfs for the server's per-job files (see rewards.sandbox)
+_STDLIB_FD = 9  # see _reach_stdlib
+_REPLY_GRACE = 5.0  # seconds the zygote may take to report the candidate's end after it was killed
+_VERDICT_BYTES = 8 << 20  # the most verdict data read from one tester
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER = 1, 4, 38, 22, 36
+SECCOMP_MODE_FILTER = 2
 
 
-def run_job(job: dict) -> None:
-    """Run one job in this process and end it with `os._exit`; never returns."""
-    # Bind everything we use later before untrusted code can rebind it.
-    _exec, _compile, _dict, _range = builtins.exec, builtins.compile, builtins.dict, builtins.range
-    _str, _repr, _type = builtins.str, builtins.repr, builtins.type
-    _BaseException, _MemoryError = builtins.BaseException, builtins.MemoryError
-    _write, _exit = os.write, os._exit
-    pristine_builtins = _dict(builtins.__dict__)
-    nonce, channel = job.pop("nonce").encode(), job["channel_fd"]
+def main(argv: list[str]) -> None:
+    once = argv == ["--once"]
+    if argv not in (["--once"], ["--serve"]):
+        sys.exit("usage: _code_runner.py --serve | --once")
+    for name in PRELOAD if not once else ():
+        __import__(name)
+    import ctypes  # noqa: F401 - what _confine needs, loaded before any uid change
+    import resource  # noqa: F401
 
-    def report(*words: str) -> None:
-        _write(channel, nonce + b" " + " ".join(words).encode() + b"\n")
+    from rewards import _code_candidate, _code_tester  # noqa: F401 - loaded before the zygote forks
 
-    def log(message: str) -> None:
+    _reach_stdlib()
+
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(PR_SET_DUMPABLE, 0)  # a program running under our uid (no root here) cannot open our /proc files
+    zygote_sock, mine = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    zygote = os.fork()
+    if zygote == 0:
+        mine.close()
+        _zygote(zygote_sock)
+    zygote_sock.close()
+    while True:
         try:
-            _write(2, (message[-2000:] + "\n").encode("utf-8", "replace"))
-        except _BaseException:
-            pass
+            job = wire.recv(0)
+        except EOFError:
+            return  # the host closed the pipe
+        try:
+            reply = run_job(job, mine, zygote)
+        except Exception as exc:  # our own failure (not the program's): report it, and let the host start afresh
+            reply = {"error": f"{type(exc).__name__}: {exc}", "reusable": False}
+        wire.send(1, reply)
+        if once or not reply["reusable"]:
+            return
 
+
+def _reach_stdlib() -> None:
+    """Let the job's uids import the standard library even where its install is not readable by them.
+
+    Without bubblewrap, an interpreter under a private home (pyenv in /root) is out of reach of any other uid. A
+    descriptor of its install directory, opened now as root and inherited by every child, is a path into it that
+    does not cross the private parent: sys.path goes through /proc/self/fd/9.
+    """
+    prefix = os.path.realpath(sys.prefix)
+    if os.geteuid() != 0 or _world_traversable(prefix):
+        return
+    fd = os.open(prefix, os.O_PATH | os.O_DIRECTORY)
+    os.dup2(fd, _STDLIB_FD)
+    os.close(fd)
+    via = f"/proc/self/fd/{_STDLIB_FD}"
+    sys.path[:] = [via + path[len(prefix):] if path.startswith(prefix + "/") else path for path in sys.path]
+
+
+def _world_traversable(path: str) -> bool:
+    while path != "/":
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        path = os.path.dirname(path)
+    return True
+
+
+def run_job(job: dict, zygote_sock: socket.socket, zygote: int) -> dict:
+    """Run one job (see the module docstring) and return the reply for the host."""
+    deadline = _now() + job["timeout"]
+    private = job["private_dir"]
+    program_rw = _write_tmpfile(private, job["program"].encode("utf-8", "surrogatepass"))
+    stderr_rw = os.open(private, os.O_TMPFILE | os.O_RDWR, 0o600)
+    tester_end, candidate_end = socket.socketpair()
+    verdict_r, verdict_w = socket.socketpair()
+    uids = job.get("uids") or [None, None]
+    try:
+        # The candidate gets its own descriptors: a read-only program file and a write-only stderr (it cannot read
+        # back what others wrote there, nor reopen them: they have no name).
+        program_ro = os.open(f"/proc/self/fd/{program_rw}", os.O_RDONLY)
+        stderr_w = os.open(f"/proc/self/fd/{stderr_rw}", os.O_WRONLY | os.O_APPEND)
+        settings = {key: job[key] for key in ("mode", "limits", "seccomp", "workdir")}
+        socket.send_fds(zygote_sock, [wire.dumps({**settings, "uid": uids[0]})],
+                        [program_ro, candidate_end.fileno(), stderr_w])
+        for fd in (program_ro, stderr_w):
+            os.close(fd)
+        candidate_end.close()
+        pidfd = _receive_pidfd(zygote_sock)
+
+        tester = os.fork()
+        if tester == 0:
+            _tester_child(job, uids[1], tester_end.fileno(), verdict_w.fileno())
+        tester_end.close()
+        verdict_w.close()
+        data, timed_out = _read_until_eof(verdict_r.fileno(), deadline)
+        verdict_r.close()
+        # The tester is done (or out of time): end the program and everything it started, then collect them all.
+        _pidfd_kill(pidfd)
+        _kill(tester)
+        os.waitpid(tester, 0)
+        exit_code = _candidate_exit(zygote_sock)
+        os.close(pidfd)
+        _sweep(keep={zygote})
+        frames = _frames(data)
+        size = os.fstat(stderr_rw).st_size
+        stderr_tail = os.pread(stderr_rw, 2000, max(0, size - 2000)).decode("utf-8", "replace")
+        reusable = exit_code is not None and _clean(zygote)
+    finally:
+        os.close(program_rw)
+        os.close(stderr_rw)
+    return {"frames": frames, "exit": exit_code, "timed_out": timed_out, "stderr": stderr_tail, "reusable": reusable}
+
+
+def _zygote(sock: socket.socket) -> None:
+    """Fork one candidate per request; report its pidfd, then how it ended. Never returns."""
     devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
+    for fd in (0, 1):  # the host's pipes are not ours to keep
+        os.dup2(devnull, fd)
     os.close(devnull)
-    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives for the whole process
-    sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
+        except OSError:
+            os._exit(0)
+        if not message:
+            os._exit(0)  # the supervisor is gone
+        settings = wire.loads(message)
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            _candidate_child(settings, *fds)
+        for fd in fds:
+            os.close(fd)
+        pidfd = os.pidfd_open(pid)
+        socket.send_fds(sock, [b"{}"], [pidfd])
+        os.close(pidfd)
+        _, status = os.waitpid(pid, 0)
+        sock.send(wire.dumps({"exit": os.waitstatus_to_exitcode(status)}))
 
-    limits = job.pop("limits")
+
+def _candidate_child(settings: dict, program_fd: int, conn_fd: int, stderr_fd: int) -> None:
+    try:
+        _keep_only({2: stderr_fd, 3: conn_fd, 4: program_fd})
+        sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        with open("/proc/self/oom_score_adj", "w") as f:  # under memory pressure, the program goes first
+            f.write("1000")
+        _confine(settings["limits"], settings["uid"], settings["seccomp"], settings["workdir"])
+        from rewards import _code_candidate
+
+        _code_candidate.main(3, 4, settings["mode"])
+    finally:
+        os._exit(70)
+
+
+def _tester_child(job: dict, uid: int | None, conn_fd: int, verdict_fd: int) -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        _keep_only({2: devnull, 3: conn_fd, 4: verdict_fd})
+        limits = job["limits"]
+        tester_limits = {**limits, "memory_mb": 2 * limits["memory_mb"] + 512}
+        _confine(tester_limits, uid, job["seccomp"], "/")
+        _prctl(PR_SET_DUMPABLE, 0)  # the program's processes cannot read or write this one's memory or descriptors
+        from rewards import _code_tester
+
+        _code_tester.main(3, 4, job)
+        os._exit(0)
+    finally:
+        os._exit(71)
+
+
+def _keep_only(wanted: dict[int, int]) -> None:
+    """Make descriptor `new` a copy of `old` for each {new: old}, stdin and stdout /dev/null; close all others."""
+    import fcntl
+
+    # First copy each out of the way (an old number may be another's new one), then into place.
+    moved = {new: fcntl.fcntl(old, fcntl.F_DUPFD, 10) for new, old in wanted.items()}
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for new, old in {0: devnull, 1: devnull, **moved}.items():
+        os.dup2(old, new)
+    os.closerange(max(wanted) + 1, _STDLIB_FD)
+    os.closerange(_STDLIB_FD + 1, 1 << 20)
+
+
+def _confine(limits: dict, uid: int | None, seccomp: str | None, workdir: str) -> None:
+    """rlimits, then the uid (as root here, RLIMIT_NPROC only counts for another uid), then the syscall filter."""
+    import ctypes  # noqa: F401 - before the uid changes
+    import resource
+
     for name, value in [
         ("RLIMIT_AS", limits["memory_mb"] << 20),
         ("RLIMIT_CPU", limits["cpu_seconds"]),
@@ -73,131 +229,162 @@ def run_job(job: dict) -> None:
         ("RLIMIT_CORE", 0),
     ]:
         resource.setrlimit(getattr(resource, name), (value, value))
-    # As root without a user namespace RLIMIT_NPROC is not enforced, so become an unprivileged uid (clears all caps).
-    if job["drop_to_uid"] is not None:
-        _become(job["drop_to_uid"])
-    tests, n_tests = job["tests"], len(job["tests"])
-    report("ready")
-
-    program_globals = {"__name__": "__candidate__", "__builtins__": builtins}
-    try:
-        _exec(_compile(job["program"], "<program>", "exec"), program_globals)
-        program_ok = True
-    except _MemoryError:
-        report("memory")
-        program_ok = False
-    except _BaseException as exc:  # SystemExit and KeyboardInterrupt too: the program never gets to end the run
-        try:
-            log(f"program raised {_type(exc).__name__}: {_repr(exc)[:500]}")
-        except _BaseException:
-            log("program raised an exception")
-        program_ok = False
-
-    for index in _range(n_tests):
-        if not program_ok:
-            report("test", _str(index), "fail")
-            continue
-        # A fresh namespace per test with the program's names and untouched builtins.
-        test_globals = _dict(program_globals)
-        test_globals["__builtins__"] = _dict(pristine_builtins)
-        verdict = "pass"
-        try:
-            _exec(_compile(tests[index], f"<test {index}>", "exec"), test_globals)
-            if job["mode"] == "check":
-                test_globals["check"](program_globals[job["entry_point"]])
-        except _MemoryError:
-            verdict = "memory"
-        except _BaseException as exc:
-            verdict = "fail"
-            try:
-                log(f"test {index} failed: {_type(exc).__name__}: {_repr(exc)[:300]}")
-            except _BaseException:
-                log(f"test {index} failed")
-        report("test", _str(index), verdict)
-    report("done")
-    # Skip interpreter shutdown: no atexit hooks, finalizers or buffered writes of the program run after the verdict.
-    _exit(0)
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    os.chdir(workdir)
+    if seccomp is not None:
+        _load_syscall_filter(wire.decode({"b": seccomp}))
 
 
-def _become(uid: int) -> None:
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
+def _load_syscall_filter(bpf: bytes) -> None:
+    """Install a compiled seccomp program (built on the host by libseccomp, see `rewards.syscall_filter`)."""
+    import ctypes
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buffer = ctypes.create_string_buffer(bpf, len(bpf))
+    program = SockFprog(len(bpf) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(program))
 
 
-def serve() -> None:
-    """The warm server loop (see the module docstring). Messages both ways: 4-byte length, then a marshal dump."""
-    for name in PRELOAD:
-        __import__(name)
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
-    while True:
-        header = stdin.read(4)
-        if len(header) < 4:
-            return  # the host closed the pipe
-        job = marshal.loads(stdin.read(struct.unpack("<I", header)[0]))
-        reply = _serve_one(job)
-        data = marshal.dumps(reply)
-        stdout.write(struct.pack("<I", len(data)) + data)
-        stdout.flush()
-        if not reply["reusable"]:
-            return
+_libc = None
 
 
-def _serve_one(job: dict) -> dict:
-    # Per-job files in a root-only directory; the child gets write-only descriptors, so it cannot read the nonce back.
-    channel_rw = os.open(PRIVATE_DIR, os.O_TMPFILE | os.O_RDWR, 0o600)
-    stderr_rw = os.open(PRIVATE_DIR, os.O_TMPFILE | os.O_RDWR, 0o600)
-    channel_w = os.open(f"/proc/self/fd/{channel_rw}", os.O_WRONLY | os.O_APPEND)
-    stderr_w = os.open(f"/proc/self/fd/{stderr_rw}", os.O_WRONLY | os.O_APPEND)
-    timeout, uid = job.pop("timeout"), job["drop_to_uid"]
-    pid = os.fork()
-    if pid == 0:  # the job: keep only stderr and the channel (as fd 3), then run it
-        try:
-            os.dup2(stderr_w, 2)
-            os.dup2(channel_w, 3)
-            os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-            run_job({**job, "channel_fd": 3})
-        finally:
-            os._exit(70)
-    os.close(channel_w)
-    os.close(stderr_w)
-    pidfd = os.pidfd_open(pid)
+def _prctl(option: int, arg: int, arg3: int = 0) -> None:
+    import ctypes
+
+    global _libc
+    libc = _libc = _libc or ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(arg3), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl({option}): {os.strerror(errno)}")
+
+
+def _write_tmpfile(directory: str, data: bytes) -> int:
+    fd = os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o600)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return fd
+
+
+def _receive_pidfd(sock: socket.socket) -> int:
+    _, fds, _, _ = socket.recv_fds(sock, 64, 1)
+    if len(fds) != 1:
+        raise RuntimeError("the zygote did not start the candidate")
+    return fds[0]
+
+
+def _candidate_exit(sock: socket.socket) -> int | None:
+    """How the candidate ended (an exit code, or minus the signal), as the zygote saw it; None if it did not say."""
     poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    timed_out = not poller.poll(timeout * 1000)
-    os.close(pidfd)
-    _kill_uid(uid)  # the job and anything it started, timed out or not
-    _, status = os.waitpid(pid, 0)
-    size = os.fstat(stderr_rw).st_size
-    reply = {
-        "channel": os.pread(channel_rw, 1 << 20, 0),
-        "stderr_tail": os.pread(stderr_rw, 2000, max(0, size - 2000)).decode("utf-8", "replace"),
-        "returncode": os.waitstatus_to_exitcode(status),
-        "timed_out": timed_out,
-        "reusable": _clean(),
-    }
-    os.close(channel_rw)
-    os.close(stderr_rw)
-    return reply
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(_REPLY_GRACE * 1000):
+        return None
+    try:
+        return int(wire.loads(sock.recv(4096))["exit"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
 
 
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process of `uid` in this PID namespace: kill(-1) from a helper running as that uid."""
-    helper = os.fork()
-    if helper == 0:
+def _read_until_eof(fd: int, deadline: float) -> tuple[bytes, bool]:
+    """Everything written to `fd` until its writer closed it; (data, True) if the deadline came first."""
+    chunks, size = [], 0
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        remaining = deadline - _now()
+        if remaining <= 0 or not poller.poll(remaining * 1000):
+            return b"".join(chunks), True
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks), False
+        if size < _VERDICT_BYTES:
+            chunks.append(chunk)
+            size += len(chunk)
+
+
+def _frames(data: bytes) -> list:
+    frames, offset = [], 0
+    while offset + 4 <= len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        if offset + 4 + size > len(data):
+            break
         try:
-            _become(uid)
-            os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(helper, 0)
+            frames.append(wire.loads(data[offset + 4 : offset + 4 + size]))
+        except wire.WireError:
+            break
+        offset += 4 + size
+    return frames
 
 
-def _clean() -> bool:
-    """True when the last job left nothing another job could see: no file in /tmp or /dev/shm, no SysV IPC object,
-    no process but the namespace's init and this server (killed ones may linger a moment; then we just restart)."""
-    if os.listdir("/tmp") or (os.path.isdir("/dev/shm") and os.listdir("/dev/shm")):
-        return False
+def _now() -> float:
+    return time.monotonic()
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _pidfd_kill(pidfd: int) -> None:
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _children() -> set[int]:
+    """Our live and zombie children: where everything the program forked lands once its parents are gone."""
+    pids: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids.update(int(pid) for pid in f.read().split())
+        except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: read every process's parent
+            return {pid for pid in _all_pids() if _parent(pid) == os.getpid()}
+    return pids
+
+
+def _all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _sweep(keep: set[int]) -> None:
+    """Kill and reap our children (but `keep`) until none is left: each round's dead hand their children to us."""
+    while True:
+        stray = _children() - keep
+        if not stray:
+            return
+        for pid in stray:
+            _kill(pid)
+        for pid in stray:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _clean(zygote: int) -> bool:
+    """True when the job left nothing another job could see: no file in /tmp or /dev/shm, no SysV IPC object, no
+    process but the namespace's init, this supervisor and the zygote."""
+    for directory in ("/tmp", "/dev/shm"):
+        if os.path.isdir(directory) and os.listdir(directory):
+            return False
     for table in ("shm", "sem", "msg"):
         try:
             with open(f"/proc/sysvipc/{table}") as f:
@@ -205,11 +392,8 @@ def _clean() -> bool:
                     return False
         except FileNotFoundError:  # a kernel without SysV IPC
             pass
-    return sorted(int(p) for p in os.listdir("/proc") if p.isdigit()) == sorted({1, os.getpid()})
+    return set(_all_pids()) <= {1, os.getpid(), zygote}
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve"]:
-        serve()
-    else:
-        run_job(marshal.loads(sys.stdin.buffer.read()))
+    main(sys.argv[1:])

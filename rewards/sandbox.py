@@ -1,42 +1,50 @@
-"""Run untrusted jobs (`_code_runner.py`) inside bubblewrap, with resource limits and a wall-clock kill.
+"""Run code jobs (`_code_runner.py`) inside bubblewrap, with resource limits, a syscall filter and a wall-clock kill.
 
 The isolation comes from existing tools, not from Python tricks:
 - bubblewrap (`bwrap`, Debian package `bubblewrap`): new PID, network, IPC and UTS namespaces (no network at all), a
   root made of read-only binds of /usr and the Python install only (the project, /work, /root and /home are absent),
-  a private size-capped tmpfs /tmp, an empty environment, a new session (no terminal), killed with its parent.
-- rlimits set by the runner before any untrusted code runs: address space, CPU seconds, file size, process count.
-- The host kills the whole process group on wall-clock timeout; bwrap's death tears down the PID namespace with it.
+  private size-capped tmpfs mounts on /tmp and /dev/shm (so multiprocessing works), an empty environment, a new
+  session (no terminal), killed with its parent.
+- a seccomp filter compiled by libseccomp (`rewards.syscall_filter`): no keyrings, no SysV or POSIX IPC, no memfd,
+  no ptrace, no bpf, userfaultfd or perf events, no new namespaces, no sockets but Unix ones.
+- rlimits set before any untrusted code runs: address space, CPU seconds, file size, tasks (processes and threads).
+- uids unique to the job on this host: the program and the tests each get one, leased through an abstract Unix
+  socket whose name only one process on the host can hold, so RLIMIT_NPROC counts this job alone and two scoring
+  processes never share (or starve) a uid.
+- the runner kills everything the program started when the tests are done (it is the program's child subreaper), and
+  the host kills the whole sandbox on a wall-clock timeout.
 
-Two ways to run bwrap ("profiles"), probed once with a real run:
-- "drop" (the host user is root): for real root RLIMIT_NPROC is not enforced, so there is no user namespace; the
-  sandbox keeps only CAP_SETUID/CAP_SETGID and the runner drops to a fresh unprivileged uid, which clears them.
-- "userns" (any other user, or root where "drop" fails, e.g. a rootless container): bwrap's own user namespace.
+Two ways to run bwrap ("profiles"), probed once with a real job:
+- "drop" (the host user is root): no user namespace; the sandbox keeps only CAP_SETUID/CAP_SETGID and the runner's
+  children drop to the leased uids, which clears them.
+- "userns" (any other user, or root where "drop" fails, e.g. a rootless container): bwrap's own user namespace; the
+  program and the tests share the one mapped uid, the tests' process is not dumpable, and the filter forbids ptrace.
 
-Warm sandboxes (profile "drop" only): starting bwrap and an interpreter costs ~25 ms of CPU per program, more than
-the program itself, so by default each worker thread keeps one sandbox running `_code_runner.py --serve`, which forks
-a fresh child per program from an interpreter with the common stdlib modules already imported. Every program still
-runs under its own uid with its own rlimits and wall-clock kill, everything that uid left running is killed after it,
-and a sandbox whose program left files, IPC objects or processes behind is thrown away, not reused.
+Warm sandboxes (profile "drop" only): starting bwrap and an interpreter costs ~25 ms of CPU per job, more than most
+programs, so by default each worker thread keeps one sandbox running `_code_runner.py --serve`, which forks the
+program's process from a zygote that never saw any job and the tests' process from itself. A sandbox whose job left
+files, IPC objects or processes behind is thrown away, not reused.
 
-Without bwrap (`sandbox="rlimits"`, or `"auto"` when bwrap is missing) only the rlimits, an empty environment, a
-private working directory and the process-group kill remain; a warning says so once. `sandbox="bwrap"` refuses to
-run without the real sandbox.
+Without bwrap (`sandbox="rlimits"`, or `"auto"` when bwrap is missing) the same runner runs directly on the host:
+uids (as root), filter, rlimits, subreaper kill and the tests in their own process all remain; namespaces and the
+private mounts do not (the program can read world-readable host files; as root, what its uid left in /tmp, /var/tmp
+and /dev/shm is deleted after the job). A warning says so once; `sandbox="bwrap"` refuses to run without bwrap.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import functools
-import itertools
 import logging
-import marshal
-import math
 import os
+import random
 import select
 import shutil
 import signal
-import struct
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -46,18 +54,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+from rewards import _code_wire as wire
+from rewards import syscall_filter
+
 logger = logging.getLogger(__name__)
 
 SandboxMode = Literal["auto", "bwrap", "rlimits"]
-# RLIMIT_NPROC counts every process of a uid host-wide, so each run gets its own unprivileged uid (round robin over
-# a range no distribution or container tool assigns; runs 1000 apart never overlap in time).
-_UID_BASE, _UID_SLOTS = 2_000_000_000, 1000
-_run_counter = itertools.count()
-_RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_code_runner.py")
-RUNNER_IN_SANDBOX = "/runner.py"
-PRIVATE_DIR = "/run/score"  # the warm server's root-only per-job files (same path in _code_runner.py)
-_WARM_GRACE = 10.0  # seconds a warm sandbox may take beyond the job's timeout (its own start, the cleanup) to reply
-_MAX_IDLE = 2 * (os.cpu_count() or 1)  # idle warm sandboxes kept (each is ~15 MB: bwrap and one interpreter)
+Profile = Literal["drop", "userns"]
+
+# Leased uids: slot k gives BASE + 2k (the program) and BASE + 2k + 1 (the tests); a range no distribution or container
+# tool assigns. The lease is an abstract Unix socket named after the slot (freed by the kernel if this process dies).
+_UID_BASE, _UID_SLOTS = 2_000_000_000, 1 << 20
+_REWARDS_DIR = os.path.dirname(os.path.abspath(__file__))
+_RUNNER = os.path.join(_REWARDS_DIR, "_code_runner.py")
+_REWARDS_IN_SANDBOX = "/score/rewards"
+_PRIVATE_IN_SANDBOX = "/run/score"  # root-only: the runner's per-job files (program, stderr)
+_WARM_GRACE = 10.0  # seconds a sandbox may take beyond the job's timeout (its own start, the cleanup) to reply
+_MAX_IDLE = 2 * (os.cpu_count() or 1)  # idle warm sandboxes kept (each is ~25 MB: bwrap and two interpreters)
+_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")  # where a uid can leave files without bwrap
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -66,11 +80,12 @@ class SandboxUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits for one run. Memory is address space, so it also bounds what a fork bomb can allocate."""
+    """Resource limits for one job. `memory_mb` is the address space of each of the program's processes;
+    `max_procs` counts its processes and threads together; /tmp and /dev/shm hold `tmpfs_mb` each."""
 
     timeout: float = 5.0
     memory_mb: int = 1024
-    max_procs: int = 8
+    max_procs: int = 64
     file_mb: int = 16
     tmpfs_mb: int = 64
 
@@ -81,51 +96,64 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Finished:
-    """What the host saw of one run: the runner's verdict channel, the stderr tail and how the process ended."""
+class Reply:
+    """What came back from one job: the tests' verdict frames, how the program's process ended, its stderr tail."""
 
-    channel: bytes
-    stderr_tail: str
-    returncode: int
+    frames: list
+    exit_code: int | None  # the program's process: exit status, or minus the signal; None if unknown
     timed_out: bool
-    sandboxed: bool
-
-
-Profile = Literal["drop", "userns"]
+    stderr_tail: str
+    error: str = ""  # the sandbox itself failed (not the program)
 
 
 @functools.cache
 def bwrap_profile() -> Profile | None:
-    """The bwrap profile that works on this machine (see the module docstring), or None: probed by a real run."""
+    """The bwrap profile that works on this machine (see the module docstring), or None: probed by a real job."""
     if shutil.which("bwrap") is None:
         return None
     candidates: list[Profile] = ["drop", "userns"] if os.geteuid() == 0 else ["userns"]
-    probe = {"nonce": "probe", "program": "", "tests": ["pass"], "mode": "asserts", "entry_point": None}
     for profile in candidates:
-        finished = run_runner(probe, Limits(timeout=30), profile=profile, warm=False)
-        if b"probe done" in finished.channel:
-            if profile == "userns" and os.geteuid() == 0:
-                logger.warning("bwrap runs as root in a user namespace: the process-count limit is not enforced")
+        reply = run_job(_PROBE, Limits(timeout=30), profile=profile, warm=False)
+        if _probe_ok(reply):
             return profile
-        logger.warning("bwrap profile %r cannot start a sandbox here: %s", profile, finished.stderr_tail.strip())
+        logger.warning("bwrap profile %r cannot start a sandbox here: %s", profile, reply.error or reply.stderr_tail)
     return None
+
+
+_PROBE = {"program": "def f():\n    return 1\n", "tests": ["assert f() == 1"], "mode": "asserts",
+          "entry_point": None, "setup": ""}
+
+
+def _probe_ok(reply: Reply) -> bool:
+    return {"test": 0, "verdict": "pass", "message": ""} in reply.frames and {"done": True} in reply.frames
 
 
 @functools.cache
 def _warn_unsandboxed(reason: str) -> None:
     logger.warning(
-        "UNSANDBOXED CODE EXECUTION (%s): untrusted programs run with rlimits only; they can read host files and use "
-        "the network%s. Install bubblewrap (apt-get install bubblewrap) or pass sandbox='bwrap' to refuse to run.",
+        "CODE RUNS WITHOUT BUBBLEWRAP (%s): untrusted programs get rlimits, %s and the syscall filter, but no "
+        "namespaces: they can read world-readable host files%s. Install bubblewrap (apt-get install bubblewrap) or pass "
+        "sandbox='bwrap' to refuse to run.",
         reason,
-        "; as root, the process-count limit is not enforced either" if os.geteuid() == 0 else "",
+        "their own uid" if os.geteuid() == 0 else "NOT their own uid (not root: they run as this user)",
+        "" if os.geteuid() == 0 else " and signal or read this user's other processes",
     )
 
 
+@functools.cache
+def _warn_unfiltered() -> None:
+    logger.warning("NO SYSCALL FILTER: libseccomp or its Python binding is missing (pip install pyseccomp)")
+
+
 def resolve_mode(mode: SandboxMode) -> Profile | None:
-    """The bwrap profile runs will use (None: rlimits only); raises SandboxUnavailableError for mode="bwrap" without
-    a working bwrap."""
+    """The bwrap profile jobs will use (None: no bwrap); raises SandboxUnavailableError for mode="bwrap" without
+    a working bwrap or without the syscall filter."""
     if mode not in ("auto", "bwrap", "rlimits"):
         raise ValueError(f"sandbox must be 'auto', 'bwrap' or 'rlimits', got {mode!r}")
+    if not syscall_filter.available():
+        if mode == "bwrap":
+            raise SandboxUnavailableError("sandbox='bwrap' needs the syscall filter: pip install pyseccomp")
+        _warn_unfiltered()
     if mode == "rlimits":
         _warn_unsandboxed("sandbox='rlimits'")
         return None
@@ -139,8 +167,54 @@ def resolve_mode(mode: SandboxMode) -> Profile | None:
     return profile
 
 
-def _fresh_uid() -> int:
-    return _UID_BASE + next(_run_counter) % _UID_SLOTS  # next() on a count is atomic under the GIL
+def run_job(job: dict, limits: Limits, *, profile: Profile | None, warm: bool | None = None) -> Reply:
+    """Run `job` (program, tests, mode, entry_point, setup) in a sandbox of `profile` (None: no bwrap), killed after
+    `limits.timeout` s. `warm` picks a warm sandbox (see the module docstring); None uses one whenever it works."""
+    if warm is None:
+        warm = profile == "drop" and _warm_works()
+    if warm and profile != "drop":
+        raise ValueError(f"warm sandboxes need the 'drop' profile (root), got {profile!r}")
+    with _uid_lease(profile) as uids:
+        job = {**job, **_settings(limits, uids)}
+        if warm:
+            return _run_warm(job, limits)
+        return _run_once(job, limits, profile)
+
+
+def _settings(limits: Limits, uids: tuple[int, int] | None) -> dict:
+    return {
+        "timeout": limits.timeout,
+        "uids": list(uids) if uids else None,
+        "seccomp": base64.b64encode(syscall_filter.compiled()).decode() if syscall_filter.available() else None,
+        "workdir": "/tmp",
+        "private_dir": _PRIVATE_IN_SANDBOX,
+        "limits": {
+            "memory_mb": limits.memory_mb,
+            "cpu_seconds": int(limits.timeout) + 2,
+            "file_mb": limits.file_mb,
+            "max_procs": limits.max_procs,
+        },
+    }
+
+
+@contextlib.contextmanager
+def _uid_lease(profile: Profile | None):
+    """Two uids no other job on this host holds (as root without a user namespace; None otherwise)."""
+    if profile == "userns" or os.geteuid() != 0:
+        yield None
+        return
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        while True:
+            slot = random.randrange(_UID_SLOTS)
+            try:
+                lock.bind(f"\0score-sandbox-uid-{slot}")
+                break
+            except OSError:  # held by another job: try another slot
+                continue
+        yield _UID_BASE + 2 * slot, _UID_BASE + 2 * slot + 1
+    finally:
+        lock.close()
 
 
 def _python() -> tuple[str, str]:
@@ -151,11 +225,11 @@ def _python() -> tuple[str, str]:
 
 
 @functools.cache
-def _bwrap_args(limits: Limits, profile: Profile, serve: bool = False) -> tuple[str, ...]:
+def _bwrap_command(limits: Limits, profile: Profile, serve: bool) -> tuple[str, ...]:
     # An absolute path: the sandbox is started with an empty environment, so PATH would not find /usr/local/bin.
     args = [shutil.which("bwrap") or "bwrap", "--die-with-parent", "--new-session", "--clearenv"]
     if profile == "drop":
-        # No user namespace: the runner must become a real unprivileged uid for RLIMIT_NPROC to count.
+        # No user namespace: the runner's children must become real unprivileged uids for RLIMIT_NPROC to count.
         args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
@@ -165,111 +239,97 @@ def _bwrap_args(limits: Limits, profile: Profile, serve: bool = False) -> tuple[
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
-    _, prefix = _python()
+    python, prefix = _python()
     if prefix != "/usr" and not prefix.startswith("/usr/"):
-        # bwrap creates missing parents as 0700 root; the runner, once unprivileged, must traverse them.
-        parents = []
-        parent = os.path.dirname(prefix)
-        while parent != "/":
-            parents.append(parent)
-            parent = os.path.dirname(parent)
-        for parent in reversed(parents):
-            args += ["--perms", "0755", "--dir", parent]
-        args += ["--ro-bind", prefix, prefix]
-    args += ["--ro-bind", _RUNNER, RUNNER_IN_SANDBOX, "--proc", "/proc", "--dev", "/dev"]
-    args += ["--perms", "1777", "--size", str(limits.tmpfs_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp"]
-    if serve:  # room for one job's channel and stderr files, each capped by RLIMIT_FSIZE
-        args += ["--perms", "0700", "--size", str((2 * limits.file_mb + 1) << 20), "--tmpfs", PRIVATE_DIR]
-    return tuple(args)
+        args += _parents_traversable(prefix) + ["--ro-bind", prefix, prefix]
+    args += ["--dir", "/score", "--ro-bind", _REWARDS_DIR, _REWARDS_IN_SANDBOX, "--proc", "/proc", "--dev", "/dev"]
+    for shared in ("/tmp", "/dev/shm"):  # private, writable by every uid, capped
+        args += ["--perms", "1777", "--size", str(limits.tmpfs_mb << 20), "--tmpfs", shared]
+    args += ["--perms", "0700", "--size", str((2 * limits.file_mb + 16) << 20), "--tmpfs", _PRIVATE_IN_SANDBOX]
+    args += ["--chdir", "/tmp", python, "-I", "-S", "-B", f"{_REWARDS_IN_SANDBOX}/_code_runner.py"]
+    return (*args, "--serve" if serve else "--once")
 
 
-def _tail(fd: int, n_bytes: int = 2000) -> str:
-    size = os.fstat(fd).st_size
-    return os.pread(fd, n_bytes, max(0, size - n_bytes)).decode("utf-8", "replace")
+def _parents_traversable(path: str) -> list[str]:
+    # bwrap creates missing parents as 0700 root; the unprivileged uids must traverse them.
+    parents, parent = [], os.path.dirname(path)
+    while parent != "/":
+        parents.append(parent)
+        parent = os.path.dirname(parent)
+    return [arg for parent in reversed(parents) for arg in ("--perms", "0755", "--dir", parent)]
 
 
-def run_runner(job: dict, limits: Limits, *, profile: Profile | None, warm: bool | None = None) -> Finished:
-    """Run `job` (we add the limits and the channel fd) in a sandbox of `profile` (None: no bwrap), killed after
-    `limits.timeout` s. `warm` picks a warm sandbox (see the module docstring); None uses one whenever it works."""
-    if warm is None:
-        warm = profile == "drop" and _warm_works()
-    if warm:
-        if profile != "drop":
-            raise ValueError(f"warm sandboxes need the 'drop' profile (root), got {profile!r}")
-        return _run_warm(job, limits)
-    return _run_once(job, limits, profile)
-
-
-def _run_once(job: dict, limits: Limits, profile: Profile | None) -> Finished:
-    """Start a sandbox and an interpreter for this one job.
-
-    The runner's stdin (the job), stderr and verdict channel are unnamed host files (mode 0600, owned by us), so
-    nothing has to be drained while it runs, output is capped by RLIMIT_FSIZE, and the program, once unprivileged,
-    cannot reopen them to read the nonce.
-    """
-    with (
-        tempfile.TemporaryFile() as job_file,
-        tempfile.TemporaryFile() as stderr_file,
-        tempfile.TemporaryFile() as channel_file,
-        tempfile.TemporaryDirectory(prefix="score-code-") if profile is None else contextlib.nullcontext() as workdir,
-    ):
-        # The child gets a write-only descriptor of the channel; we read the file through our own.
-        channel_w = os.open(f"/proc/self/fd/{channel_file.fileno()}", os.O_WRONLY | os.O_APPEND)
-        try:
-            marshal.dump({**job, "channel_fd": channel_w, **_runner_settings(limits, profile)}, job_file)
-            job_file.seek(0)
-            proc = subprocess.Popen(
-                _command(limits, profile),
-                stdin=job_file,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr_file,
-                pass_fds=(channel_w,),
-                env={},
-                cwd=workdir,
-                start_new_session=True,  # its own process group, killed as a whole on timeout
-            )
-        finally:
-            os.close(channel_w)
-        timed_out = not _exits_within(proc, limits.timeout)
-        if timed_out:
-            _kill_group(proc.pid)
-        returncode = proc.wait()
-        if profile is None:
-            _kill_group(proc.pid)  # children the program left behind (bwrap's PID namespace already ended them)
-        channel = os.pread(channel_file.fileno(), 1 << 20, 0)
-        return Finished(channel, _tail(stderr_file.fileno()), returncode, timed_out, profile is not None)
-
-
-def _runner_settings(limits: Limits, profile: Profile | None) -> dict:
-    return {
-        # As root without a user namespace RLIMIT_NPROC is not enforced: the runner must drop to another uid.
-        "drop_to_uid": _fresh_uid() if profile == "drop" else None,
-        "limits": {
-            "memory_mb": limits.memory_mb,
-            "cpu_seconds": math.ceil(limits.timeout) + 1,
-            "file_mb": limits.file_mb,
-            "max_procs": limits.max_procs,
-        },
-    }
-
-
-def _command(limits: Limits, profile: Profile | None) -> list[str]:
-    python, _ = _python()
+def _run_once(job: dict, limits: Limits, profile: Profile | None) -> Reply:
+    """A fresh sandbox (or, with profile None, a plain process) for this one job."""
     if profile is not None:
-        return [*_bwrap_args(limits, profile), python, "-I", "-S", "-B", RUNNER_IN_SANDBOX]
-    return [python, "-I", "-S", "-B", _RUNNER]
+        return _exchange(list(_bwrap_command(limits, profile, serve=False)), job, limits, env={}, cwd=None)
+    uids = job["uids"]
+    with tempfile.TemporaryDirectory(prefix="score-code-") as workdir, \
+            tempfile.TemporaryDirectory(prefix="score-code-private-") as private:
+        if uids:
+            os.chown(workdir, uids[0], uids[0])
+        os.chmod(workdir, 0o700)
+        python, _ = _python()
+        job = {**job, "workdir": workdir, "private_dir": private}
+        try:
+            return _exchange([python, "-I", "-S", "-B", _RUNNER, "--once"], job, limits,
+                             env={"TMPDIR": workdir}, cwd=workdir)
+        finally:
+            if uids:
+                _remove_files_of(uids)
 
 
-def _exits_within(proc: subprocess.Popen, seconds: float) -> bool:
-    """Wait for `proc` to exit, at most `seconds`. A pidfd wakes us the moment it exits: `Popen.wait(timeout)` polls
-    with sleeps of up to 50 ms, which would dominate the ~30 ms a short program needs."""
-    pidfd = os.pidfd_open(proc.pid)
+def _exchange(command: list[str], job: dict, limits: Limits, env: dict, cwd: str | None) -> Reply:
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            cwd=cwd, start_new_session=True)  # its own process group, killed as a whole on timeout
     try:
-        poller = select.poll()  # not select.select: it fails on descriptors above 1024, common in a trainer
-        poller.register(pidfd, select.POLLIN)
-        return bool(poller.poll(seconds * 1000))
+        try:
+            wire.send(proc.stdin.fileno(), job)
+            proc.stdin.close()
+            reply = _read_frame(proc.stdout.fileno(), time.monotonic() + limits.timeout + _WARM_GRACE)
+        except (OSError, EOFError, TimeoutError, wire.WireError) as exc:
+            _kill_group(proc.pid)
+            proc.wait()
+            return Reply([], None, isinstance(exc, TimeoutError), "", f"sandbox failed ({exc!r}): "
+                         + proc.stderr.read(4000).decode("utf-8", "replace"))
+        return _reply(reply)
     finally:
-        os.close(pidfd)
+        _kill_group(proc.pid)
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def _reply(data: object) -> Reply:
+    if type(data) is not dict:
+        return Reply([], None, False, "", "malformed reply from the sandbox")
+    if data.get("error"):
+        return Reply([], None, False, "", str(data["error"]))
+    exit_code = data.get("exit")
+    return Reply(list(data.get("frames") or []), exit_code if type(exit_code) is int else None,
+                 bool(data.get("timed_out")), str(data.get("stderr") or ""))
+
+
+def _read_frame(fd: int, deadline: float) -> object:
+    def read(n: int) -> bytes:
+        chunks, got = [], 0
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while got < n:
+            if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                raise TimeoutError("no reply from the sandbox")
+            chunk = os.read(fd, n - got)
+            if not chunk:
+                raise EOFError("the sandbox exited without a reply")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    size = int.from_bytes(read(4), "big")
+    if size > wire.MAX_FRAME:
+        raise wire.WireError("oversized reply")
+    return wire.loads(read(size))
 
 
 def _kill_group(pgid: int) -> None:
@@ -277,6 +337,32 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _remove_files_of(uids: list[int]) -> None:
+    """Without bwrap there is no private /tmp: delete what the job's uids left where any uid may write."""
+    for root in _WORLD_WRITABLE:
+        _remove_owned(root, set(uids), depth=0)
+
+
+def _remove_owned(directory: str, uids: set[int], depth: int) -> None:
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if info.st_uid in uids:
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+        elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH and depth < 8:
+            _remove_owned(entry.path, uids, depth + 1)  # another world-writable directory inside
 
 
 # Warm sandboxes (see the module docstring).
@@ -290,10 +376,9 @@ class _WarmSandbox:
     """One long-lived sandbox running `_code_runner.py --serve`; used by one thread at a time."""
 
     def __init__(self, limits: Limits) -> None:
-        python, _ = _python()
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the server's stderr, closed in close()
         self._proc = subprocess.Popen(
-            [*_bwrap_args(limits, "drop", serve=True), python, "-I", "-S", "-B", RUNNER_IN_SANDBOX, "--serve"],
+            _bwrap_command(limits, "drop", serve=True),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -302,35 +387,18 @@ class _WarmSandbox:
         )
         self.alive = True
 
-    def run(self, job: dict, limits: Limits) -> Finished:
-        data = marshal.dumps({**job, **_runner_settings(limits, "drop"), "timeout": limits.timeout})
+    def run(self, job: dict, limits: Limits) -> Reply:
         try:
-            self._proc.stdin.write(struct.pack("<I", len(data)) + data)
-            self._proc.stdin.flush()
-            deadline = time.monotonic() + limits.timeout + _WARM_GRACE
-            size = struct.unpack("<I", self._read(4, deadline))[0]
-            reply = marshal.loads(self._read(size, deadline))
-        except (OSError, EOFError, TimeoutError, ValueError) as exc:
-            message = f"warm sandbox failed ({exc!r}): {_tail(self._log.fileno())}"
+            wire.send(self._proc.stdin.fileno(), job)
+            data = _read_frame(self._proc.stdout.fileno(), time.monotonic() + limits.timeout + _WARM_GRACE)
+        except (OSError, EOFError, TimeoutError, wire.WireError) as exc:
+            self._log.seek(0)
+            message = f"warm sandbox failed ({exc!r}): {self._log.read()[-2000:].decode('utf-8', 'replace')}"
             self.close()
             raise _ServerFailed(message) from exc
-        if not reply["reusable"]:
+        if type(data) is not dict or not data.get("reusable"):
             self.close()
-        return Finished(reply["channel"], reply["stderr_tail"], reply["returncode"], reply["timed_out"], True)
-
-    def _read(self, n: int, deadline: float) -> bytes:
-        fd, chunks, got = self._proc.stdout.fileno(), [], 0
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        while got < n:
-            if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
-                raise TimeoutError("no reply from the warm sandbox")
-            chunk = os.read(fd, n - got)
-            if not chunk:
-                raise EOFError("the warm sandbox exited")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+        return _reply(data)
 
     def close(self) -> None:
         if self.alive:
@@ -349,7 +417,7 @@ _idle_lock = threading.Lock()
 _starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-sandbox-starter")
 
 
-def _run_warm(job: dict, limits: Limits) -> Finished:
+def _run_warm(job: dict, limits: Limits) -> Reply:
     """Run `job` in an idle warm sandbox, or a new one. A program cannot stop its server (root, out of its reach), so
     a server that fails to answer failed for outside reasons: the job is retried once in a new sandbox."""
     key = (limits.tmpfs_mb, limits.file_mb)
@@ -358,10 +426,10 @@ def _run_warm(job: dict, limits: Limits) -> Finished:
     for attempt in range(2):
         box = box or _starter.submit(_WarmSandbox, limits).result()
         try:
-            finished = box.run(job, limits)
+            reply = box.run(job, limits)
         except _ServerFailed as failure:
             if attempt == 1:
-                return Finished(b"", str(failure), -9, False, True)  # no "ready" line: status sandbox_error
+                return Reply([], None, False, "", str(failure))
             box = None
             continue
         if box.alive:
@@ -371,7 +439,7 @@ def _run_warm(job: dict, limits: Limits) -> Finished:
                     box = None
             if box is not None:
                 box.close()
-        return finished
+        return reply
     raise AssertionError("unreachable")
 
 
@@ -398,8 +466,9 @@ def close_warm_sandboxes() -> None:
 
 @functools.cache
 def _warm_works() -> bool:
-    probe = {"nonce": "probe", "program": "", "tests": ["pass"], "mode": "asserts", "entry_point": None}
-    finished = _run_warm(probe, Limits(timeout=30))
-    if b"probe done" not in finished.channel:
-        logger.warning("warm sandboxes do not work here, starting one sandbox per program: %s", finished.stderr_tail)
-    return b"probe done" in finished.channel
+    with _uid_lease("drop") as uids:
+        reply = _run_warm({**_PROBE, **_settings(Limits(timeout=30), uids)}, Limits(timeout=30))
+    if not _probe_ok(reply):
+        logger.warning("warm sandboxes do not work here, starting one sandbox per job: %s",
+                       reply.error or reply.stderr_tail)
+    return _probe_ok(reply)
