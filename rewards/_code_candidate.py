@@ -52,7 +52,11 @@ def main(conn: int, program_fd: int, mode: str) -> None:
             return objects[target["r"]]
         raise KeyError(f"unknown target {target!r}")
 
-    namespace: dict = {"__name__": "__candidate__", "__builtins__": builtins}
+    # A real module, so that pickle finds the program's functions by name (multiprocessing sends them to workers).
+    module = types.ModuleType("__candidate__")
+    sys.modules["__candidate__"] = module
+    namespace: dict = module.__dict__
+    namespace["__builtins__"] = builtins
     try:
         code = compile(program, "<program>", "exec")
         if mode != "stdio":  # a stdin/stdout program runs once per test case, in `_run_script`

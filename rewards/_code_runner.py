@@ -40,9 +40,9 @@ SECCOMP_MODE_FILTER = 2
 
 
 def main(argv: list[str]) -> None:
-    once = argv == ["--once"]
-    if argv not in (["--once"], ["--serve"]):
-        sys.exit("usage: _code_runner.py --serve | --once")
+    once = argv[:1] == ["--once"]
+    if argv[:1] not in (["--once"], ["--serve"]) or len(argv) not in (1, 3) or argv[1:2] not in ([], ["--tmpfs-mb"]):
+        sys.exit("usage: _code_runner.py --serve | --once [--tmpfs-mb N]")
     for name in PRELOAD if not once else ():
         __import__(name)
     import ctypes  # noqa: F401 - what _confine needs, loaded before any uid change
@@ -51,6 +51,8 @@ def main(argv: list[str]) -> None:
     from rewards import _code_candidate, _code_tester  # noqa: F401 - loaded before the zygote forks
 
     _reach_stdlib()
+    if len(argv) == 3:
+        _own_namespaces(int(argv[2]))
 
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_DUMPABLE, 0)  # a program running under our uid (no root here) cannot open our /proc files
@@ -87,8 +89,41 @@ def _reach_stdlib() -> None:
     fd = os.open(prefix, os.O_PATH | os.O_DIRECTORY)
     os.dup2(fd, _STDLIB_FD)
     os.close(fd)
-    via = f"/proc/self/fd/{_STDLIB_FD}"
-    sys.path[:] = [via + path[len(prefix):] if path.startswith(prefix + "/") else path for path in sys.path]
+    def via_fd(path: str) -> str:
+        return f"/proc/self/fd/{_STDLIB_FD}{path[len(prefix):]}" if path.startswith(prefix + "/") else path
+
+    sys.path[:] = [via_fd(path) for path in sys.path]
+    for module in list(sys.modules.values()):  # packages already imported find their submodules by __path__
+        if isinstance(getattr(module, "__path__", None), list):
+            module.__path__[:] = [via_fd(path) for path in module.__path__]
+
+
+_PRIVATE_MOUNTS = False  # set when _own_namespaces gave this process tree its own /tmp
+
+
+def _own_namespaces(tmpfs_mb: int) -> None:
+    """Without bubblewrap but as root, still give the job what bubblewrap would: its own network (none; not even the
+    host's abstract Unix sockets), its own SysV/POSIX IPC, and its own size-capped /tmp, /var/tmp and /dev/shm, so
+    nothing it writes there outlives it. Where the kernel refuses (no privilege), the job runs without them."""
+    import ctypes
+
+    global _PRIVATE_MOUNTS
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x00020000 | 0x40000000 | 0x08000000) != 0:  # CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC
+        return
+    ms_nosuid, ms_nodev, ms_rec, ms_private = 2, 4, 1 << 14, 1 << 18
+    if libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0:  # our mounts stay ours
+        return
+    options = f"size={tmpfs_mb}m,mode=1777".encode()
+    for directory in ("/tmp", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(directory) and libc.mount(b"tmpfs", directory.encode(), b"tmpfs", ms_nosuid | ms_nodev,
+                                                   options) != 0:
+            return
+    if os.path.isdir("/dev/mqueue"):  # the host's POSIX message queues, reachable by open(): hide them
+        libc.mount(b"tmpfs", b"/dev/mqueue", b"tmpfs", ms_nosuid | ms_nodev, b"size=1m,mode=0755")
+    _PRIVATE_MOUNTS = True
 
 
 def _world_traversable(path: str) -> bool:
@@ -102,9 +137,8 @@ def _world_traversable(path: str) -> bool:
 def run_job(job: dict, zygote_sock: socket.socket, zygote: int) -> dict:
     """Run one job (see the module docstring) and return the reply for the host."""
     deadline = _now() + job["timeout"]
-    private = job["private_dir"]
-    program_rw = _write_tmpfile(private, job["program"].encode("utf-8", "surrogatepass"))
-    stderr_rw = os.open(private, os.O_TMPFILE | os.O_RDWR, 0o600)
+    program_rw = _memory_file("program", job["program"].encode("utf-8", "surrogatepass"))
+    stderr_rw = _memory_file("stderr", b"")
     tester_end, candidate_end = socket.socketpair()
     verdict_r, verdict_w = socket.socketpair()
     uids = job.get("uids") or [None, None]
@@ -113,7 +147,8 @@ def run_job(job: dict, zygote_sock: socket.socket, zygote: int) -> dict:
         # back what others wrote there, nor reopen them: they have no name).
         program_ro = os.open(f"/proc/self/fd/{program_rw}", os.O_RDONLY)
         stderr_w = os.open(f"/proc/self/fd/{stderr_rw}", os.O_WRONLY | os.O_APPEND)
-        settings = {key: job[key] for key in ("mode", "limits", "seccomp", "workdir")}
+        settings = {key: job[key] for key in ("mode", "limits", "seccomp")}
+        settings["workdir"] = "/tmp" if _PRIVATE_MOUNTS else job["workdir"]
         socket.send_fds(zygote_sock, [wire.dumps({**settings, "uid": uids[0]})],
                         [program_ro, candidate_end.fileno(), stderr_w])
         for fd in (program_ro, stderr_w):
@@ -264,8 +299,8 @@ def _prctl(option: int, arg: int, arg3: int = 0) -> None:
         raise OSError(errno, f"prctl({option}): {os.strerror(errno)}")
 
 
-def _write_tmpfile(directory: str, data: bytes) -> int:
-    fd = os.open(directory, os.O_TMPFILE | os.O_RDWR, 0o600)
+def _memory_file(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name)  # no name on any file system: reachable only through the descriptors we hand out
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

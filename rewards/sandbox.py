@@ -15,8 +15,9 @@ The isolation comes from existing tools, not from Python tricks:
   the host kills the whole sandbox on a wall-clock timeout.
 
 Two ways to run bwrap ("profiles"), probed once with a real job:
-- "drop" (the host user is root): no user namespace; the sandbox keeps only CAP_SETUID/CAP_SETGID and the runner's
-  children drop to the leased uids, which clears them.
+- "drop" (the host user is root): no user namespace; the sandbox keeps only CAP_SETUID/CAP_SETGID (to drop) and
+  CAP_KILL (to end the job's processes, all in its PID namespace); the runner's children drop to the leased uids,
+  which clears them.
 - "userns" (any other user, or root where "drop" fails, e.g. a rootless container): bwrap's own user namespace; the
   program and the tests share the one mapped uid, the tests' process is not dumpable, and the filter forbids ptrace.
 
@@ -26,9 +27,11 @@ program's process from a zygote that never saw any job and the tests' process fr
 files, IPC objects or processes behind is thrown away, not reused.
 
 Without bwrap (`sandbox="rlimits"`, or `"auto"` when bwrap is missing) the same runner runs directly on the host:
-uids (as root), filter, rlimits, subreaper kill and the tests in their own process all remain; namespaces and the
-private mounts do not (the program can read world-readable host files; as root, what its uid left in /tmp, /var/tmp
-and /dev/shm is deleted after the job). A warning says so once; `sandbox="bwrap"` refuses to run without bwrap.
+the tests in their own process, the leased uids, the filter, the rlimits and the subreaper kill all remain, and as
+root the runner still gives the job its own network, IPC and mount namespaces with private capped /tmp, /var/tmp and
+/dev/shm. What is lost: the read-only root (the program can read world-readable host files) and, when the host user
+is not root, every uid-based protection (the program then runs as that user). A warning says so once;
+`sandbox="bwrap"` refuses to run without bwrap.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ import select
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -68,10 +70,8 @@ _UID_BASE, _UID_SLOTS = 2_000_000_000, 1 << 20
 _REWARDS_DIR = os.path.dirname(os.path.abspath(__file__))
 _RUNNER = os.path.join(_REWARDS_DIR, "_code_runner.py")
 _REWARDS_IN_SANDBOX = "/score/rewards"
-_PRIVATE_IN_SANDBOX = "/run/score"  # root-only: the runner's per-job files (program, stderr)
 _WARM_GRACE = 10.0  # seconds a sandbox may take beyond the job's timeout (its own start, the cleanup) to reply
 _MAX_IDLE = 2 * (os.cpu_count() or 1)  # idle warm sandboxes kept (each is ~25 MB: bwrap and two interpreters)
-_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")  # where a uid can leave files without bwrap
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -187,7 +187,6 @@ def _settings(limits: Limits, uids: tuple[int, int] | None) -> dict:
         "uids": list(uids) if uids else None,
         "seccomp": base64.b64encode(syscall_filter.compiled()).decode() if syscall_filter.available() else None,
         "workdir": "/tmp",
-        "private_dir": _PRIVATE_IN_SANDBOX,
         "limits": {
             "memory_mb": limits.memory_mb,
             "cpu_seconds": int(limits.timeout) + 2,
@@ -231,7 +230,7 @@ def _bwrap_command(limits: Limits, profile: Profile, serve: bool) -> tuple[str, 
     if profile == "drop":
         # No user namespace: the runner's children must become real unprivileged uids for RLIMIT_NPROC to count.
         args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"]
     else:
         args += ["--unshare-all"]
     for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"):
@@ -245,7 +244,6 @@ def _bwrap_command(limits: Limits, profile: Profile, serve: bool) -> tuple[str, 
     args += ["--dir", "/score", "--ro-bind", _REWARDS_DIR, _REWARDS_IN_SANDBOX, "--proc", "/proc", "--dev", "/dev"]
     for shared in ("/tmp", "/dev/shm"):  # private, writable by every uid, capped
         args += ["--perms", "1777", "--size", str(limits.tmpfs_mb << 20), "--tmpfs", shared]
-    args += ["--perms", "0700", "--size", str((2 * limits.file_mb + 16) << 20), "--tmpfs", _PRIVATE_IN_SANDBOX]
     args += ["--chdir", "/tmp", python, "-I", "-S", "-B", f"{_REWARDS_IN_SANDBOX}/_code_runner.py"]
     return (*args, "--serve" if serve else "--once")
 
@@ -263,20 +261,16 @@ def _run_once(job: dict, limits: Limits, profile: Profile | None) -> Reply:
     """A fresh sandbox (or, with profile None, a plain process) for this one job."""
     if profile is not None:
         return _exchange(list(_bwrap_command(limits, profile, serve=False)), job, limits, env={}, cwd=None)
+    # As root the runner gives the job its own network, IPC and /tmp (see _own_namespaces in the runner); otherwise
+    # the job works in a private directory of the host's /tmp.
     uids = job["uids"]
-    with tempfile.TemporaryDirectory(prefix="score-code-") as workdir, \
-            tempfile.TemporaryDirectory(prefix="score-code-private-") as private:
+    with tempfile.TemporaryDirectory(prefix="score-code-") as workdir:
         if uids:
             os.chown(workdir, uids[0], uids[0])
         os.chmod(workdir, 0o700)
         python, _ = _python()
-        job = {**job, "workdir": workdir, "private_dir": private}
-        try:
-            return _exchange([python, "-I", "-S", "-B", _RUNNER, "--once"], job, limits,
-                             env={"TMPDIR": workdir}, cwd=workdir)
-        finally:
-            if uids:
-                _remove_files_of(uids)
+        return _exchange([python, "-I", "-S", "-B", _RUNNER, "--once", "--tmpfs-mb", str(limits.tmpfs_mb)],
+                         {**job, "workdir": workdir}, limits, env={"TMPDIR": workdir}, cwd=workdir)
 
 
 def _exchange(command: list[str], job: dict, limits: Limits, env: dict, cwd: str | None) -> Reply:
@@ -337,32 +331,6 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _remove_files_of(uids: list[int]) -> None:
-    """Without bwrap there is no private /tmp: delete what the job's uids left where any uid may write."""
-    for root in _WORLD_WRITABLE:
-        _remove_owned(root, set(uids), depth=0)
-
-
-def _remove_owned(directory: str, uids: set[int], depth: int) -> None:
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if info.st_uid in uids:
-            if stat.S_ISDIR(info.st_mode):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-        elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH and depth < 8:
-            _remove_owned(entry.path, uids, depth + 1)  # another world-writable directory inside
 
 
 # Warm sandboxes (see the module docstring).
