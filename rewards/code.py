@@ -126,7 +126,8 @@ def _verdict(reply: Reply, n_total: int) -> CodeResult:
         elif type(frame.get("test")) is int and 0 <= frame["test"] < n_total:
             verdicts.setdefault(frame["test"], (str(frame.get("verdict")), str(frame.get("message") or "")))
     n_passed = sum(verdicts.get(i, ("",))[0] == "pass" for i in range(n_total))
-    failures = [verdicts[i] for i in range(n_total) if i in verdicts and verdicts[i][0] != "pass"]
+    failures = [verdicts.get(i, ("fail", f"test {i} reported no verdict")) for i in range(n_total)]
+    failures = [failure for failure in failures if failure[0] != "pass"]
     feedback = failures[0][1] if failures else ""
     status: Status
     if error:

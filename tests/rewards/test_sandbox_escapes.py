@@ -1,8 +1,9 @@
-"""Untrusted programs that try to escape or cheat: each fails safely and the host stays untouched.
+"""Untrusted programs that try to escape: each fails safely and the host stays untouched.
 
 Every test runs the real bubblewrap sandbox (sandbox="bwrap": a missing bwrap is an error, not a skip), both in a
-warm sandbox (a child forked per program; as root) and in a fresh one. The tests given to the sandbox assert that the
-escape *worked*, so a pass would mean the sandbox leaked.
+warm sandbox (as root) and in a fresh one. The tests given to the sandbox assert that the escape *worked*, so a pass
+would mean the sandbox leaked. Attempts to forge a verdict or to leave state for the next job are in
+test_code_attacks.py, which also runs them without bubblewrap.
 """
 
 import os
@@ -82,7 +83,7 @@ def test_fork_bomb_is_contained_and_cleaned_up(run):
         "            pass\n"
         "    return children\n"
     )
-    result = run(bomb, ["assert f() > 50"], timeout=3.0)
+    result = run(bomb, ["assert f() > 100"], timeout=3.0)  # more than the 64 tasks the limit allows
     assert not result.passed and result.status in ("failed", "timeout")
     assert _gone_within(marker, 10.0), "fork bomb processes survived the sandbox"
     assert subprocess.run(["true"], check=False).returncode == 0  # the host can still start processes
@@ -223,85 +224,3 @@ def test_cannot_kill_the_parent_or_any_host_process(run):
     finally:
         sentinel.send_signal(signal.SIGKILL)
         sentinel.wait()
-
-
-def test_exiting_before_the_tests_is_not_a_pass(run):
-    for exit_call in [
-        "import sys\nsys.exit(0)",
-        "import os\nos._exit(0)",
-        "raise SystemExit(0)",
-        "raise KeyboardInterrupt",
-    ]:
-        result = run(exit_call + "\n", ["assert f(1) == 2"])
-        assert not result.passed and result.n_passed == 0, exit_call
-    # Exiting from inside a test counts as that test failing; the others still run.
-    result = run("import sys\ndef f(x):\n    sys.exit(0)\n", ["f(1)", "assert True"])
-    assert (result.passed, result.n_passed, result.n_total) == (False, 1, 2)
-
-
-def test_forged_verdict_lines_are_ignored(run):
-    program = (
-        "import atexit, os\n"
-        "FAKE = b'ready\\ntest 0 pass\\ndone\\n'\n"
-        "for fd in range(1, 64):\n"
-        "    try:\n"
-        "        os.write(fd, FAKE)\n"
-        "    except OSError:\n"
-        "        pass\n"
-        "print('test 0 pass')\n"
-        "atexit.register(lambda: os.write(1, FAKE))\n"
-        "os._exit(0)\n"
-    )
-    assert run(program, ["assert False"]).passed is False
-
-
-def test_monkeypatched_builtins_do_not_fake_a_pass(run):
-    program = (
-        "import builtins\n"
-        "class Anything(BaseException):\n"
-        "    pass\n"
-        "builtins.AssertionError = Anything\n"
-        "builtins.Exception = Anything\n"
-        "builtins.BaseException = Anything\n"
-        "builtins.exec = lambda *args, **kwargs: None\n"
-        "builtins.compile = lambda *args, **kwargs: None\n"
-        "builtins.abs = lambda x: 0\n"
-        "builtins.all = lambda x: True\n"
-        "builtins.len = lambda x: 0\n"
-        "builtins.isinstance = lambda *args: True\n"
-        "builtins.dict = lambda *args, **kwargs: {'check': lambda candidate: None}\n"
-        "def f(x):\n"
-        "    builtins.abs = lambda x: 0  # again, from inside the call\n"
-        "    return x - 1\n"
-    )
-    tests = ["assert f(1) == 2", "assert abs(f(1) - 2) < 1e-9", "assert all([f(1) == 2])", "assert len([f(1)]) == 0"]
-    result = run(program, tests)
-    assert (result.passed, result.n_passed, result.status) == (False, 0, "failed")
-    check = "def check(candidate):\n    assert abs(candidate(1) - 2) < 1e-9\n"
-    assert run(program, check, entry_point="f").passed is False
-
-
-def test_nothing_carries_over_to_the_next_program(run):
-    leave_traces = (
-        "import os, time\n"
-        "open('/tmp/trace', 'w').write('left behind')\n"
-        "if os.path.isdir('/dev/shm') and os.access('/dev/shm', os.W_OK):\n"
-        "    open('/dev/shm/trace', 'w').write('left behind')\n"
-        "if os.fork() == 0:\n"
-        "    time.sleep(60)\n"
-        "def f():\n"
-        "    return True\n"
-    )
-    assert run(leave_traces, ["assert f()"]).passed
-    look = (
-        "import os\n"
-        "def others():\n"
-        "    mine = {1, os.getpid(), os.getppid()}\n"
-        "    return [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in mine]\n"
-    )
-    tests = [
-        "assert not os.path.exists('/tmp/trace')",
-        "assert not os.path.exists('/dev/shm/trace')",
-        "assert others() == []",
-    ]
-    assert run(look, tests).status == "passed"
