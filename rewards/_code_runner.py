@@ -17,6 +17,8 @@ Jobs and replies are length-prefixed JSON frames (`_code_wire`) on stdin and std
   objects, processes) and otherwise exits after replying, so the host starts a clean one.
 """
 
+import functools
+import gc
 import os
 import select
 import signal
@@ -45,7 +47,8 @@ def main(argv: list[str]) -> None:
         sys.exit("usage: _code_runner.py --serve | --once [--tmpfs-mb N]")
     for name in PRELOAD if not once else ():
         __import__(name)
-    import ctypes  # noqa: F401 - what _confine needs, loaded before any uid change
+    import ctypes  # noqa: F401 - what the children need, loaded before any uid change
+    import fcntl  # noqa: F401
     import resource  # noqa: F401
 
     from rewards import _code_candidate, _code_tester  # noqa: F401 - loaded before the zygote forks
@@ -54,6 +57,8 @@ def main(argv: list[str]) -> None:
     if len(argv) == 3:
         _own_namespaces(int(argv[2]))
 
+    # What exists now is shared by every fork: keep the collector from touching (and so copying) it in the children.
+    gc.freeze()
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_DUMPABLE, 0)  # a program running under our uid (no root here) cannot open our /proc files
     zygote_sock, mine = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -143,6 +148,15 @@ def run_job(job: dict, zygote_sock: socket.socket, zygote: int) -> dict:
     verdict_r, verdict_w = socket.socketpair()
     uids = job.get("uids") or [None, None]
     try:
+        # The tests' process first (it starts while the program's process is being made), then the program's.
+        if job["seccomp"] is not None:
+            _filter_program(wire.decode({"b": job["seccomp"]}))
+        tester = os.fork()
+        if tester == 0:
+            zygote_sock.close()
+            _tester_child(job, uids[1], tester_end.fileno(), verdict_w.fileno())
+        tester_end.close()
+        verdict_w.close()
         # The candidate gets its own descriptors: a read-only program file and a write-only stderr (it cannot read
         # back what others wrote there, nor reopen them: they have no name).
         program_ro = os.open(f"/proc/self/fd/{program_rw}", os.O_RDONLY)
@@ -155,12 +169,6 @@ def run_job(job: dict, zygote_sock: socket.socket, zygote: int) -> dict:
             os.close(fd)
         candidate_end.close()
         pidfd = _receive_pidfd(zygote_sock)
-
-        tester = os.fork()
-        if tester == 0:
-            _tester_child(job, uids[1], tester_end.fileno(), verdict_w.fileno())
-        tester_end.close()
-        verdict_w.close()
         data, timed_out = _read_until_eof(verdict_r.fileno(), deadline)
         verdict_r.close()
         # The tester is done (or out of time): end the program and everything it started, then collect them all.
@@ -194,6 +202,8 @@ def _zygote(sock: socket.socket) -> None:
         if not message:
             os._exit(0)  # the supervisor is gone
         settings = wire.loads(message)
+        if settings["seccomp"] is not None:
+            _filter_program(wire.decode({"b": settings["seccomp"]}))  # built here once, not in every child
         pid = os.fork()
         if pid == 0:
             sock.close()
@@ -275,6 +285,13 @@ def _confine(limits: dict, uid: int | None, seccomp: str | None, workdir: str) -
 
 def _load_syscall_filter(bpf: bytes) -> None:
     """Install a compiled seccomp program (built on the host by libseccomp, see `rewards.syscall_filter`)."""
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, _filter_program(bpf))
+
+
+@functools.lru_cache(maxsize=4)
+def _filter_program(bpf: bytes) -> int:
+    """The address of a `struct sock_fprog` for `bpf`; built once in the parent, so a forked child only calls prctl."""
     import ctypes
 
     class SockFprog(ctypes.Structure):
@@ -282,8 +299,11 @@ def _load_syscall_filter(bpf: bytes) -> None:
 
     buffer = ctypes.create_string_buffer(bpf, len(bpf))
     program = SockFprog(len(bpf) // 8, ctypes.cast(buffer, ctypes.c_void_p))
-    _prctl(PR_SET_NO_NEW_PRIVS, 1)
-    _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(program))
+    _keep_alive.append((buffer, program))
+    return ctypes.addressof(program)
+
+
+_keep_alive: list = []
 
 
 _libc = None

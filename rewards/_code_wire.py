@@ -120,9 +120,12 @@ def _decode(data: Any, ref: Callable[[int], Any]) -> Any:
     raise WireError(f"not plain data: tag {tag!r}")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+
+
 def dumps(message: Any) -> bytes:
     """One message (JSON-ready data) as bytes; NaN and infinities are kept (Python's JSON extension)."""
-    return json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    return _ENCODER.encode(message).encode("ascii")
 
 
 def loads(payload: bytes) -> Any:

@@ -134,6 +134,9 @@ def _verdict(reply: Reply, n_total: int) -> CodeResult:
         status, feedback = "sandbox_error", error[-1000:]
     elif done and n_passed == n_total:
         status = "passed"
+    elif reply.oom_killed:
+        status = "memory"
+        feedback = feedback or "the program ran out of memory"
     elif reply.exit_code == _CPU_LIMIT_EXIT or (reply.timed_out and not done):
         status = "timeout"
         feedback = feedback or "the program ran out of time"

@@ -53,11 +53,13 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
 from rewards import _code_wire as wire
 from rewards import syscall_filter
+from rewards.cgroups import Cgroup
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ _REWARDS_DIR = os.path.dirname(os.path.abspath(__file__))
 _RUNNER = os.path.join(_REWARDS_DIR, "_code_runner.py")
 _REWARDS_IN_SANDBOX = "/score/rewards"
 _WARM_GRACE = 10.0  # seconds a sandbox may take beyond the job's timeout (its own start, the cleanup) to reply
+_SANDBOX_MB = 128  # memory for the sandbox's own processes (runner, zygote, tests), beyond the program's
 _MAX_IDLE = 2 * (os.cpu_count() or 1)  # idle warm sandboxes kept (each is ~25 MB: bwrap and two interpreters)
 
 
@@ -104,6 +107,7 @@ class Reply:
     timed_out: bool
     stderr_tail: str
     error: str = ""  # the sandbox itself failed (not the program)
+    oom_killed: bool = False  # the kernel killed a process of the job for the cgroup's memory limit
 
 
 @functools.cache
@@ -130,13 +134,16 @@ def _probe_ok(reply: Reply) -> bool:
 
 @functools.cache
 def _warn_unsandboxed(reason: str) -> None:
+    if os.geteuid() == 0:
+        lost = "programs see the host's root file system (world-readable files can be read)"
+    else:
+        lost = "programs get no namespaces and no uid of their own: they run as this user and can signal its processes"
     logger.warning(
-        "CODE RUNS WITHOUT BUBBLEWRAP (%s): untrusted programs get rlimits, %s and the syscall filter, but no "
-        "namespaces: they can read world-readable host files%s. Install bubblewrap (apt-get install bubblewrap) or pass "
-        "sandbox='bwrap' to refuse to run.",
+        "CODE RUNS WITHOUT BUBBLEWRAP (%s): the tests still run apart from the program, under the syscall filter and "
+        "rlimits; but %s. Install bubblewrap (apt-get install bubblewrap) or pass sandbox='bwrap' to "
+        "refuse to run.",
         reason,
-        "their own uid" if os.geteuid() == 0 else "NOT their own uid (not root: they run as this user)",
-        "" if os.geteuid() == 0 else " and signal or read this user's other processes",
+        lost,
     )
 
 
@@ -257,6 +264,12 @@ def _parents_traversable(path: str) -> list[str]:
     return [arg for parent in reversed(parents) for arg in ("--perms", "0755", "--dir", parent)]
 
 
+def _cgroup(limits: Limits) -> Cgroup | None:
+    """The sandbox's own cgroup where the host allows one: the job's memory in total (`memory_mb`, the capped tmpfs
+    mounts and room for the sandbox's own processes), and its tasks."""
+    return Cgroup.create((limits.memory_mb + 2 * limits.tmpfs_mb + _SANDBOX_MB) << 20, limits.max_procs + 16)
+
+
 def _run_once(job: dict, limits: Limits, profile: Profile | None) -> Reply:
     """A fresh sandbox (or, with profile None, a plain process) for this one job."""
     if profile is not None:
@@ -274,8 +287,10 @@ def _run_once(job: dict, limits: Limits, profile: Profile | None) -> Reply:
 
 
 def _exchange(command: list[str], job: dict, limits: Limits, env: dict, cwd: str | None) -> Reply:
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            cwd=cwd, start_new_session=True)  # its own process group, killed as a whole on timeout
+    cgroup = _cgroup(limits)
+    proc = subprocess.Popen(cgroup.wrap(command) if cgroup else command, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd,
+                            start_new_session=True)  # its own process group, killed as a whole on timeout
     try:
         try:
             wire.send(proc.stdin.fileno(), job)
@@ -286,23 +301,25 @@ def _exchange(command: list[str], job: dict, limits: Limits, env: dict, cwd: str
             proc.wait()
             return Reply([], None, isinstance(exc, TimeoutError), "", f"sandbox failed ({exc!r}): "
                          + proc.stderr.read(4000).decode("utf-8", "replace"))
-        return _reply(reply)
+        return _reply(reply, oom_killed=bool(cgroup and cgroup.oom_kills()))
     finally:
         _kill_group(proc.pid)
         proc.wait()
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
                 stream.close()
+        if cgroup:
+            cgroup.remove()
 
 
-def _reply(data: object) -> Reply:
+def _reply(data: object, oom_killed: bool) -> Reply:
     if type(data) is not dict:
         return Reply([], None, False, "", "malformed reply from the sandbox")
     if data.get("error"):
         return Reply([], None, False, "", str(data["error"]))
     exit_code = data.get("exit")
     return Reply(list(data.get("frames") or []), exit_code if type(exit_code) is int else None,
-                 bool(data.get("timed_out")), str(data.get("stderr") or ""))
+                 bool(data.get("timed_out")), str(data.get("stderr") or ""), oom_killed=oom_killed)
 
 
 def _read_frame(fd: int, deadline: float) -> object:
@@ -345,8 +362,10 @@ class _WarmSandbox:
 
     def __init__(self, limits: Limits) -> None:
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the server's stderr, closed in close()
+        self._cgroup = _cgroup(limits)
+        command = _bwrap_command(limits, "drop", serve=True)
         self._proc = subprocess.Popen(
-            _bwrap_command(limits, "drop", serve=True),
+            self._cgroup.wrap(command) if self._cgroup else command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -356,6 +375,7 @@ class _WarmSandbox:
         self.alive = True
 
     def run(self, job: dict, limits: Limits) -> Reply:
+        oom_kills = self._cgroup.oom_kills() if self._cgroup else 0
         try:
             wire.send(self._proc.stdin.fileno(), job)
             data = _read_frame(self._proc.stdout.fileno(), time.monotonic() + limits.timeout + _WARM_GRACE)
@@ -364,9 +384,10 @@ class _WarmSandbox:
             message = f"warm sandbox failed ({exc!r}): {self._log.read()[-2000:].decode('utf-8', 'replace')}"
             self.close()
             raise _ServerFailed(message) from exc
-        if type(data) is not dict or not data.get("reusable"):
+        oom_killed = bool(self._cgroup and self._cgroup.oom_kills() > oom_kills)
+        if type(data) is not dict or not data.get("reusable") or oom_killed:
             self.close()
-        return _reply(data)
+        return _reply(data, oom_killed)
 
     def close(self) -> None:
         if self.alive:
@@ -376,9 +397,11 @@ class _WarmSandbox:
             for stream in (self._proc.stdin, self._proc.stdout, self._log):
                 with contextlib.suppress(OSError):  # a dead server's stdin cannot be flushed
                     stream.close()
+            if self._cgroup:
+                self._cgroup.remove()
 
 
-_idle: dict[tuple[int, int], list[_WarmSandbox]] = {}  # keyed by the sandbox-level limits (tmpfs sizes)
+_idle: dict[Limits, list[_WarmSandbox]] = {}  # keyed by the limits, but for the timeout
 _idle_lock = threading.Lock()
 # bwrap --die-with-parent ties a sandbox to the *thread* that started it (PR_SET_PDEATHSIG), and the callers' worker
 # threads come and go, so warm sandboxes are started from this one thread, which lives as long as the process.
@@ -388,7 +411,7 @@ _starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-sandbox-st
 def _run_warm(job: dict, limits: Limits) -> Reply:
     """Run `job` in an idle warm sandbox, or a new one. A program cannot stop its server (root, out of its reach), so
     a server that fails to answer failed for outside reasons: the job is retried once in a new sandbox."""
-    key = (limits.tmpfs_mb, limits.file_mb)
+    key = dataclasses.replace(limits, timeout=1.0)  # the sandbox (its mounts, its cgroup) fits any timeout
     with _idle_lock:
         box = _idle[key].pop() if _idle.get(key) else None
     for attempt in range(2):

@@ -65,6 +65,16 @@ def test_humaneval_solutions_may_rely_on_helpers_defined_in_the_prompt(humaneval
     assert humaneval.rewards([fenced(decode_only)], [problem]) == [1.0]
 
 
+def test_humaneval_tests_use_the_prompt_helpers_not_the_attempts(humaneval):
+    # An attempt that redefines the prompt's encode_cyclic as the identity, so that an identity decode_cyclic would
+    # pass a test that calls encode_cyclic: the tests run the prompt's own encode_cyclic, so it fails.
+    problem = next(p for p in humaneval.load("test") if p.id == "HumanEval/38")
+    forged = fenced("def encode_cyclic(s):\n    return s\n\ndef decode_cyclic(s):\n    return s")
+    assert humaneval.reward(forged, problem) == 0.0
+    details = humaneval.reward_details(forged, problem)
+    assert details["status"] == "failed" and "assert candidate(encoded_str) == str" in details["feedback"]
+
+
 def test_mbpp_three_shot_prompt_renders_with_a_chat_template(mbpp, tokenizer):
     problem = mbpp.load("test")[0]
     messages = mbpp.first_turn_messages(problem)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from rewards import cgroups
 from rewards.code import run_tests, score
 from rewards.sandbox import bwrap_profile
 
@@ -1003,6 +1004,36 @@ def test_two_scoring_processes_do_not_starve_each_other(tmp_path):
     out, _ = other.communicate(timeout=300)
     assert [r.status for r in mine] == ["passed"] * 6
     assert out.strip().splitlines()[-1] == str(["passed"] * 6)
+
+
+MANY_PROCESSES = case("""
+    import os, time
+    def held():
+        pipes = []
+        for _ in range(8):
+            r, w = os.pipe()
+            if os.fork() == 0:
+                os.close(r)
+                block = bytearray(200 << 20)  # under the address-space limit of each process
+                for i in range(0, len(block), 4096):
+                    block[i] = 1
+                os.write(w, b"k")
+                time.sleep(60)
+                os._exit(0)
+            os.close(w)
+            pipes.append(r)
+        return sum(200 << 20 for r in pipes if os.read(r, 1) == b"k")
+    """, tests=["assert held() >= 1 << 30"])
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_processes_together_cannot_hold_more_than_the_limit(mode):
+    if not cgroups.available():
+        pytest.skip("no cgroup with a memory controller here: memory is limited per process (a named limit)")
+    sandbox, warm = MODES[mode]
+    result = run_tests(MANY_PROCESSES.program, list(MANY_PROCESSES.tests), sandbox=sandbox, warm=warm,
+                       memory_mb=256, timeout=60)
+    assert not result.passed and result.status in ("memory", "failed", "crash"), result
 
 
 def _host_processes_with(marker: str) -> list[int]:
