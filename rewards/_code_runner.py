@@ -17,9 +17,12 @@ Jobs and replies are length-prefixed JSON frames (`_code_wire`) on stdin and std
   objects, processes) and otherwise exits after replying, so the host starts a clean one.
 """
 
+from __future__ import annotations
+
 import functools
 import gc
 import os
+import resource
 import select
 import signal
 import socket
@@ -49,13 +52,12 @@ def main(argv: list[str]) -> None:
         __import__(name)
     import ctypes  # noqa: F401 - what the children need, loaded before any uid change
     import fcntl  # noqa: F401
-    import resource  # noqa: F401
 
     from rewards import _code_candidate, _code_tester  # noqa: F401 - loaded before the zygote forks
 
-    _reach_stdlib()
     if len(argv) == 3:
         _own_namespaces(int(argv[2]))
+    _reach_stdlib()
 
     # What exists now is shared by every fork: keep the collector from touching (and so copying) it in the children.
     gc.freeze()
@@ -67,13 +69,14 @@ def main(argv: list[str]) -> None:
         mine.close()
         _zygote(zygote_sock)
     zygote_sock.close()
+    tester = Tester()
     while True:
         try:
             job = wire.recv(0)
         except EOFError:
             return  # the host closed the pipe
         try:
-            reply = run_job(job, mine, zygote)
+            reply = run_job(job, mine, zygote, tester)
         except Exception as exc:  # our own failure (not the program's): report it, and let the host start afresh
             reply = {"error": f"{type(exc).__name__}: {exc}", "reusable": False}
         wire.send(1, reply)
@@ -129,6 +132,33 @@ def _own_namespaces(tmpfs_mb: int) -> None:
     if os.path.isdir("/dev/mqueue"):  # the host's POSIX message queues, reachable by open(): hide them
         libc.mount(b"tmpfs", b"/dev/mqueue", b"tmpfs", ms_nosuid | ms_nodev, b"size=1m,mode=0755")
     _PRIVATE_MOUNTS = True
+    _expose_interpreter(libc)
+
+
+def _expose_interpreter(libc) -> None:  # noqa: ANN001 - a ctypes library
+    """Let the job's uids run the interpreter (multiprocessing starts new ones) where it lives under a private home
+    (pyenv in /root): cover that home with an empty directory holding only the interpreter's install. The rest of the
+    home is hidden from the job as a bonus."""
+    prefix = os.path.realpath(sys.prefix)
+    parts = prefix.strip("/").split("/")
+    closed = next((p for p in ("/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1))
+                   if not os.stat(p).st_mode & 0o001), None)
+    if closed is None or closed == prefix:
+        return
+    ms_bind, ms_rec, ms_nosuid, ms_nodev, mnt_detach = 4096, 1 << 14, 2, 4, 2
+    stage = "/tmp/.score-python"  # in our own /tmp, gone again below
+    os.mkdir(stage, 0o700)
+    if libc.mount(prefix.encode(), stage.encode(), None, ms_bind | ms_rec, None) != 0:
+        os.rmdir(stage)
+        return
+    try:
+        if libc.mount(b"tmpfs", closed.encode(), b"tmpfs", ms_nosuid | ms_nodev, b"size=1m,mode=0755") != 0:
+            return
+        os.makedirs(prefix, mode=0o755, exist_ok=True)
+        libc.mount(stage.encode(), prefix.encode(), None, ms_bind | ms_rec, None)
+    finally:
+        libc.umount2(stage.encode(), mnt_detach)
+        os.rmdir(stage)
 
 
 def _world_traversable(path: str) -> bool:
@@ -139,53 +169,106 @@ def _world_traversable(path: str) -> bool:
     return True
 
 
-def run_job(job: dict, zygote_sock: socket.socket, zygote: int) -> dict:
+def run_job(job: dict, zygote_sock: socket.socket, zygote: int, tester: Tester) -> dict:
     """Run one job (see the module docstring) and return the reply for the host."""
     deadline = _now() + job["timeout"]
     program_rw = _memory_file("program", job["program"].encode("utf-8", "surrogatepass"))
     stderr_rw = _memory_file("stderr", b"")
     tester_end, candidate_end = socket.socketpair()
-    verdict_r, verdict_w = socket.socketpair()
     uids = job.get("uids") or [None, None]
     try:
-        # The tests' process first (it starts while the program's process is being made), then the program's.
-        if job["seccomp"] is not None:
-            _filter_program(wire.decode({"b": job["seccomp"]}))
-        tester = os.fork()
-        if tester == 0:
-            zygote_sock.close()
-            _tester_child(job, uids[1], tester_end.fileno(), verdict_w.fileno())
+        # The tests first (they wait for the program's greeting), then the program's process.
+        tester.start_job(job, uids[1], tester_end)
         tester_end.close()
-        verdict_w.close()
         # The candidate gets its own descriptors: a read-only program file and a write-only stderr (it cannot read
         # back what others wrote there, nor reopen them: they have no name).
         program_ro = os.open(f"/proc/self/fd/{program_rw}", os.O_RDONLY)
         stderr_w = os.open(f"/proc/self/fd/{stderr_rw}", os.O_WRONLY | os.O_APPEND)
         settings = {key: job[key] for key in ("mode", "limits", "seccomp")}
         settings["workdir"] = "/tmp" if _PRIVATE_MOUNTS else job["workdir"]
+        if settings["seccomp"] is not None:
+            _filter_program(wire.decode({"b": settings["seccomp"]}))
         socket.send_fds(zygote_sock, [wire.dumps({**settings, "uid": uids[0]})],
                         [program_ro, candidate_end.fileno(), stderr_w])
         for fd in (program_ro, stderr_w):
             os.close(fd)
         candidate_end.close()
         pidfd = _receive_pidfd(zygote_sock)
-        data, timed_out = _read_until_eof(verdict_r.fileno(), deadline)
-        verdict_r.close()
-        # The tester is done (or out of time): end the program and everything it started, then collect them all.
+        frames, timed_out = tester.verdict(deadline)
+        # The tests are done (or out of time): end the program and everything it started, then collect them all.
         _pidfd_kill(pidfd)
-        _kill(tester)
-        os.waitpid(tester, 0)
         exit_code = _candidate_exit(zygote_sock)
         os.close(pidfd)
-        _sweep(keep={zygote})
-        frames = _frames(data)
+        if uids[0] is not None and _children() - {zygote, tester.pid}:
+            _kill_uid(uids[0])  # at once, so a fork bomb cannot outrun the sweep below
+        _sweep(keep={zygote, tester.pid})
         size = os.fstat(stderr_rw).st_size
         stderr_tail = os.pread(stderr_rw, 2000, max(0, size - 2000)).decode("utf-8", "replace")
-        reusable = exit_code is not None and _clean(zygote)
+        reusable = exit_code is not None and _clean({zygote, tester.pid})
     finally:
         os.close(program_rw)
         os.close(stderr_rw)
     return {"frames": frames, "exit": exit_code, "timed_out": timed_out, "stderr": stderr_tail, "reusable": reusable}
+
+
+class Tester:
+    """The tests' process: forked from this supervisor (never from anything that held a program), under its own uid,
+    and kept for the next job as long as each job's tests finish. Jobs and verdicts travel on a socket only the two
+    of them hold; the job itself in a memory file, whatever its size."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.uid: int | None = None
+        self.sock: socket.socket | None = None
+
+    def start_job(self, job: dict, uid: int | None, conn: socket.socket) -> None:
+        if self.pid is not None and self.uid != uid:
+            self.stop()
+        if self.pid is None:
+            self._start(job, uid)
+        job_fd = _memory_file("job", wire.dumps({k: job[k] for k in ("tests", "mode", "entry_point", "setup")}))
+        try:
+            socket.send_fds(self.sock, [b"job"], [job_fd, conn.fileno()])
+        finally:
+            os.close(job_fd)
+
+    def _start(self, job: dict, uid: int | None) -> None:
+        if job["seccomp"] is not None:
+            _filter_program(wire.decode({"b": job["seccomp"]}))
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            mine.close()
+            _tester_child(job["limits"], job["seccomp"], uid, theirs.fileno())
+        theirs.close()
+        self.pid, self.uid, self.sock = pid, uid, mine
+
+    def verdict(self, deadline: float) -> tuple[list, bool]:
+        """The job's verdict frames, up to the tests' {"done": true}; (frames, True) if the deadline came first. A
+        tester that did not finish its job cleanly is stopped (the next job starts a new one)."""
+        frames: list = []
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        while True:
+            remaining = deadline - _now()
+            if remaining <= 0 or not poller.poll(remaining * 1000):
+                self.stop()
+                return frames, True
+            message = self.sock.recv(1 << 20)
+            frame = _frames(message)[:1] if message else []
+            if not frame:  # the tester died (or sent something that is not a frame)
+                self.stop()
+                return frames, False
+            frames.append(frame[0])
+            if isinstance(frame[0], dict) and ("done" in frame[0] or "error" in frame[0]):
+                return frames, False
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            _kill(self.pid)
+            os.waitpid(self.pid, 0)
+            self.sock.close()
+            self.pid = self.uid = self.sock = None
 
 
 def _zygote(sock: socket.socket) -> None:
@@ -232,17 +315,18 @@ def _candidate_child(settings: dict, program_fd: int, conn_fd: int, stderr_fd: i
         os._exit(70)
 
 
-def _tester_child(job: dict, uid: int | None, conn_fd: int, verdict_fd: int) -> None:
+def _tester_child(limits: dict, seccomp: str | None, uid: int | None, control_fd: int) -> None:
     try:
         devnull = os.open(os.devnull, os.O_RDWR)
-        _keep_only({2: devnull, 3: conn_fd, 4: verdict_fd})
-        limits = job["limits"]
-        tester_limits = {**limits, "memory_mb": 2 * limits["memory_mb"] + 512}
-        _confine(tester_limits, uid, job["seccomp"], "/")
+        _keep_only({2: devnull, 3: control_fd})
+        # The address space covers decoding what the program sends back; no CPU limit: the tester lives across jobs,
+        # and the supervisor ends a job that runs past its deadline.
+        tester_limits = {**limits, "memory_mb": 2 * limits["memory_mb"] + 512, "cpu_seconds": resource.RLIM_INFINITY}
+        _confine(tester_limits, uid, seccomp, "/")
         _prctl(PR_SET_DUMPABLE, 0)  # the program's processes cannot read or write this one's memory or descriptors
         from rewards import _code_tester
 
-        _code_tester.main(3, 4, job)
+        _code_tester.serve(3)
         os._exit(0)
     finally:
         os._exit(71)
@@ -264,7 +348,6 @@ def _keep_only(wanted: dict[int, int]) -> None:
 def _confine(limits: dict, uid: int | None, seccomp: str | None, workdir: str) -> None:
     """rlimits, then the uid (as root here, RLIMIT_NPROC only counts for another uid), then the syscall filter."""
     import ctypes  # noqa: F401 - before the uid changes
-    import resource
 
     for name, value in [
         ("RLIMIT_AS", limits["memory_mb"] << 20),
@@ -419,6 +502,21 @@ def _parent(pid: int) -> int | None:
         return None
 
 
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of `uid` at once: kill(-1) from a helper running as that uid. The kernel signals them
+    all in one pass that no fork can race, and the uid is this job's alone."""
+    helper = os.fork()
+    if helper == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(helper, 0)
+
+
 def _sweep(keep: set[int]) -> None:
     """Kill and reap our children (but `keep`) until none is left: each round's dead hand their children to us."""
     while True:
@@ -434,9 +532,9 @@ def _sweep(keep: set[int]) -> None:
                 pass
 
 
-def _clean(zygote: int) -> bool:
+def _clean(ours: set) -> bool:
     """True when the job left nothing another job could see: no file in /tmp or /dev/shm, no SysV IPC object, no
-    process but the namespace's init, this supervisor and the zygote."""
+    process but the namespace's init, this supervisor, the zygote and the tester."""
     for directory in ("/tmp", "/dev/shm"):
         if os.path.isdir(directory) and os.listdir(directory):
             return False
@@ -447,7 +545,7 @@ def _clean(zygote: int) -> bool:
                     return False
         except FileNotFoundError:  # a kernel without SysV IPC
             pass
-    return set(_all_pids()) <= {1, os.getpid(), zygote}
+    return set(_all_pids()) <= {1, os.getpid(), *ours}
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from __future__ import annotations
 import builtins
 import importlib
 import keyword
+import os
+import socket
 import sys
 import traceback
 from typing import Any
@@ -130,6 +132,26 @@ def _program_exception(name: str, message: str) -> BaseException:
         except Exception:
             pass
     return ProgramError(message)
+
+
+def serve(control_fd: int) -> None:
+    """Run jobs sent on the SOCK_SEQPACKET socket `control_fd` (a memory file with the job, and the socket to the
+    program's process), one after another; each job's verdict frames go back on `control_fd`."""
+    control = socket.socket(fileno=control_fd)
+    while True:
+        message, fds, _, _ = socket.recv_fds(control, 16, 2)
+        if not message or len(fds) != 2:
+            return
+        job_fd, conn_fd = fds
+        try:
+            size = os.fstat(job_fd).st_size
+            job = wire.loads(os.pread(job_fd, size, 0))
+        finally:
+            os.close(job_fd)
+        try:
+            main(conn_fd, control_fd, job)
+        finally:
+            os.close(conn_fd)
 
 
 def main(conn_fd: int, verdict_fd: int, job: dict) -> None:

@@ -126,9 +126,10 @@ def _verdict(reply: Reply, n_total: int) -> CodeResult:
         elif type(frame.get("test")) is int and 0 <= frame["test"] < n_total:
             verdicts.setdefault(frame["test"], (str(frame.get("verdict")), str(frame.get("message") or "")))
     n_passed = sum(verdicts.get(i, ("",))[0] == "pass" for i in range(n_total))
-    failures = [verdicts.get(i, ("fail", f"test {i} reported no verdict")) for i in range(n_total)]
-    failures = [failure for failure in failures if failure[0] != "pass"]
-    feedback = failures[0][1] if failures else ""
+    reported = [verdicts[i] for i in range(n_total) if i in verdicts and verdicts[i][0] != "pass"]
+    missing = [("fail", f"test {i} reported no verdict") for i in range(n_total) if i not in verdicts]
+    failures = reported + missing
+    feedback = reported[0][1] if reported else ""
     status: Status
     if error:
         status, feedback = "sandbox_error", error[-1000:]
@@ -143,6 +144,7 @@ def _verdict(reply: Reply, n_total: int) -> CodeResult:
     elif not done:
         status, feedback = "sandbox_error", "the tests did not finish"
     else:
+        feedback = feedback or failures[0][1]
         status = {"memory": "memory", "crash": "crash", "unserializable": "unserializable"}.get(failures[0][0],
                                                                                                 "failed")
     return CodeResult(status == "passed", n_passed, n_total, status, reply.stderr_tail, feedback)

@@ -361,6 +361,9 @@ class _WarmSandbox:
     """One long-lived sandbox running `_code_runner.py --serve`; used by one thread at a time."""
 
     def __init__(self, limits: Limits) -> None:
+        # The tests' process lives as long as the sandbox (see Tester in the runner): its uid is leased for as long.
+        self._lease = contextlib.ExitStack()
+        self.tester_uid = self._lease.enter_context(_uid_lease("drop"))[1]
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the server's stderr, closed in close()
         self._cgroup = _cgroup(limits)
         command = _bwrap_command(limits, "drop", serve=True)
@@ -376,6 +379,7 @@ class _WarmSandbox:
 
     def run(self, job: dict, limits: Limits) -> Reply:
         oom_kills = self._cgroup.oom_kills() if self._cgroup else 0
+        job = {**job, "uids": [job["uids"][0], self.tester_uid]}
         try:
             wire.send(self._proc.stdin.fileno(), job)
             data = _read_frame(self._proc.stdout.fileno(), time.monotonic() + limits.timeout + _WARM_GRACE)
@@ -399,6 +403,7 @@ class _WarmSandbox:
                     stream.close()
             if self._cgroup:
                 self._cgroup.remove()
+            self._lease.close()
 
 
 _idle: dict[Limits, list[_WarmSandbox]] = {}  # keyed by the limits, but for the timeout
