@@ -8,9 +8,10 @@ Jobs and replies are length-prefixed JSON frames (`_code_wire`) on stdin and std
   at start-up, before any job arrived, so the candidate's memory holds no test, no other job's program and no verdict;
   the candidate reads its own program from a file descriptor after the fork. It gets the job's unprivileged uid, its
   rlimits and the syscall filter before reading the program.
-- a **tester** process runs the trusted tests (`_code_tester.py`) under a second uid, not dumpable, under the filter.
-  It talks to the candidate through a socket that carries only plain data, and alone holds the socket on which the
-  verdict comes back.
+- a **tester** process runs the trusted tests (`_code_tester.py`) under a uid of its own, not dumpable, under the
+  filter. It talks to the candidate through a socket that carries only plain data, and alone holds the socket on
+  which the verdict comes back. It is forked from this supervisor, which never runs a program, and is kept for the
+  next job as long as each job's tests finish before the deadline (forking it afresh cost as much as the job).
 - when the tester is done, or the wall-clock deadline passes, the candidate and every process it started are killed:
   this process is a child subreaper, so everything the program forked ends up as its child, and is killed and reaped
   until none is left. A warm sandbox then checks that the job left nothing behind (files in /tmp or /dev/shm, SysV IPC
@@ -40,7 +41,7 @@ PRELOAD = ("typing", "collections", "re", "math", "itertools", "functools", "hea
 _STDLIB_FD = 9  # see _reach_stdlib
 _REPLY_GRACE = 5.0  # seconds the zygote may take to report the candidate's end after it was killed
 _VERDICT_BYTES = 8 << 20  # the most verdict data read from one tester
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER = 1, 4, 38, 22, 36
+PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER = 4, 38, 22, 36
 SECCOMP_MODE_FILTER = 2
 
 
@@ -87,9 +88,10 @@ def main(argv: list[str]) -> None:
 def _reach_stdlib() -> None:
     """Let the job's uids import the standard library even where its install is not readable by them.
 
-    Without bubblewrap, an interpreter under a private home (pyenv in /root) is out of reach of any other uid. A
-    descriptor of its install directory, opened now as root and inherited by every child, is a path into it that
-    does not cross the private parent: sys.path goes through /proc/self/fd/9.
+    Without bubblewrap, an interpreter under a private home (pyenv in /root) is out of reach of any other uid, unless
+    _expose_interpreter could mount it into reach. A descriptor of its install directory, opened now as root and
+    inherited by every child, is a path into it that does not cross the private parent: sys.path goes through
+    /proc/self/fd/9. (New interpreters the program starts still cannot run there.)
     """
     prefix = os.path.realpath(sys.prefix)
     if os.geteuid() != 0 or _world_traversable(prefix):
@@ -97,6 +99,7 @@ def _reach_stdlib() -> None:
     fd = os.open(prefix, os.O_PATH | os.O_DIRECTORY)
     os.dup2(fd, _STDLIB_FD)
     os.close(fd)
+
     def via_fd(path: str) -> str:
         return f"/proc/self/fd/{_STDLIB_FD}{path[len(prefix):]}" if path.startswith(prefix + "/") else path
 

@@ -1,7 +1,8 @@
 """The trusted side of a code job: run the tests against the program through a proxy, and decide the verdict.
 
-Runs inside the sandbox in a process forked for this job that holds no model code (its own unprivileged uid when the
-sandbox runs as root, not dumpable, under the syscall filter). The program runs in another process
+Runs inside the sandbox in a process that holds no model code: forked by the supervisor, which never runs a program,
+under an unprivileged uid of its own when the sandbox runs as root, not dumpable, under the syscall filter; a warm
+sandbox keeps it for the next job while every job's tests finish in time. The program runs in another process
 (`_code_candidate.py`); every name the tests take from the program is a `Remote`, whose calls cross the socket as
 plain data (`_code_wire`). The verdict is decided here, where the tests run, and goes to the supervisor on a socket
 that only this process holds.
@@ -24,7 +25,6 @@ import os
 import socket
 import sys
 import traceback
-from typing import Any
 
 from rewards import _code_wire as wire
 
@@ -55,22 +55,22 @@ class Remote:
         object.__setattr__(self, "_target", target)
         object.__setattr__(self, "_label", label)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: object, **kwargs: object) -> object:
         return self._conn.request({"call": self._target, "a": self._conn.encode(list(args)),
                                    "k": self._conn.encode(kwargs)})
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         if name.startswith("__"):
             raise AttributeError(name)
         return self._conn.request({"attr": self._target, "n": name})
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> object:
         return iter(self._conn.request({"iter": self._target}))
 
     def __repr__(self) -> str:
         return f"<{self._label} in the program>"
 
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+    def _refuse(self, *args: object, **kwargs: object) -> object:
         raise wire.Unserializable(f"{self!r} is not plain data, so it cannot be compared or used as a value")
 
     __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __len__ = __contains__ = __getitem__ = _refuse
@@ -89,21 +89,21 @@ class Connection:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def encode(self, value: Any) -> Any:
-        def ref(obj: Any) -> int:
+    def encode(self, value: object) -> object:
+        def ref(obj: object) -> int:
             if isinstance(obj, Remote) and isinstance(obj._target, dict):
                 return obj._target["r"]
             raise wire.Unserializable(f"a test argument of type {type(obj).__name__} cannot cross as plain data")
 
         return wire.encode(value, ref)
 
-    def receive(self) -> Any:
+    def receive(self) -> object:
         try:
             return wire.recv(self.fd)
         except (EOFError, OSError):
             raise ProgramDied("the program's process ended before it answered") from None
 
-    def request(self, message: dict) -> Any:
+    def request(self, message: dict) -> object:
         try:
             wire.send(self.fd, message)
         except OSError:
@@ -159,7 +159,7 @@ def main(conn_fd: int, verdict_fd: int, job: dict) -> None:
     conn = Connection(conn_fd)
     tests, mode = job["tests"], job["mode"]
 
-    def report(**frame: Any) -> None:
+    def report(**frame: object) -> None:
         wire.send(verdict_fd, frame)
 
     try:
@@ -200,7 +200,7 @@ def main(conn_fd: int, verdict_fd: int, job: dict) -> None:
     report(done=True)
 
 
-def _load_failure(hello: Any) -> tuple[str, str] | None:
+def _load_failure(hello: object) -> tuple[str, str] | None:
     """(verdict, message) for every test when the program did not load; None when it did."""
     if type(hello) is dict and set(hello) == {"ready"} and type(hello["ready"]) is dict:
         names = hello["ready"]
@@ -216,7 +216,7 @@ def _load_failure(hello: Any) -> tuple[str, str] | None:
     return "fail", "the program's process sent a malformed greeting"
 
 
-def _stdlib_module(name: str | None) -> Any:
+def _stdlib_module(name: str | None) -> object:
     """The standard library module `name`, imported here (not the program's copy), or None."""
     if not name or name.split(".")[0] not in sys.stdlib_module_names:
         return None
@@ -226,7 +226,7 @@ def _stdlib_module(name: str | None) -> Any:
         return None
 
 
-def _run_one(index: int, test: Any, mode: str, namespace: dict, conn: Connection,
+def _run_one(index: int, test: object, mode: str, namespace: dict, conn: Connection,
              entry_point: str | None) -> tuple[str, str]:
     filename = f"<test {index}>"
     try:
@@ -247,7 +247,7 @@ def _run_one(index: int, test: Any, mode: str, namespace: dict, conn: Connection
         return "fail", _message(exc, test, filename)
 
 
-def _message(exc: BaseException, test: Any, filename: str) -> str:
+def _message(exc: BaseException, test: object, filename: str) -> str:
     """The first line of feedback about a failed test: the test's line that failed, and the exception."""
     try:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -263,7 +263,7 @@ def _message(exc: BaseException, test: Any, filename: str) -> str:
     return (f"{line}  ->  {text}" if line else text)[:_MESSAGE_CHARS]
 
 
-def _run_stdio(case: Any, conn: Connection) -> tuple[str, str]:
+def _run_stdio(case: object, conn: Connection) -> tuple[str, str]:
     result = conn.request({"stdio": case["input"]})
     if type(result) is not dict or type(result.get("stdout")) is not str or type(result.get("exit")) is not int:
         raise wire.WireError("malformed stdio reply")

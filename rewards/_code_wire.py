@@ -24,7 +24,6 @@ import json
 import os
 import struct
 from collections.abc import Callable
-from typing import Any
 
 MAX_FRAME = 64 << 20  # bytes in one message; a larger result is refused as unserializable
 _HEADER = struct.Struct(">I")
@@ -39,11 +38,11 @@ class Unserializable(TypeError):
     """A value that cannot cross as plain data (a function, a generator, an object of a program-defined class...)."""
 
 
-def _no_refs(value: Any) -> Any:
+def _no_refs(value: object) -> object:
     raise Unserializable(f"a value of type {type(value).__name__} cannot cross as plain data")
 
 
-def encode(value: Any, ref: Callable[[Any], int] = _no_refs) -> Any:
+def encode(value: object, ref: Callable[[object], int] = _no_refs) -> object:
     """`value` as JSON-ready data; `ref(obj)` names any other object (the default refuses it: `Unserializable`)."""
     kind = type(value)
     if value is None or kind is bool or kind is str or kind is float:
@@ -73,7 +72,7 @@ def encode(value: Any, ref: Callable[[Any], int] = _no_refs) -> Any:
     return {"r": ref(value)}
 
 
-def decode(data: Any, ref: Callable[[int], Any] = lambda number: _refuse_ref(number)) -> Any:
+def decode(data: object, ref: Callable[[int], object] = lambda number: _refuse_ref(number)) -> object:
     """The value `encode` described; `ref(number)` turns a reference into an object. Raises `WireError` on anything
     else, so a hostile sender gets a failure, never an object of its choosing."""
     try:
@@ -84,11 +83,11 @@ def decode(data: Any, ref: Callable[[int], Any] = lambda number: _refuse_ref(num
         raise WireError(f"not plain data: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
-def _refuse_ref(number: int) -> Any:
+def _refuse_ref(number: int) -> object:
     raise WireError("a reference where only plain data may appear")
 
 
-def _decode(data: Any, ref: Callable[[int], Any]) -> Any:
+def _decode(data: object, ref: Callable[[int], object]) -> object:
     kind = type(data)
     if data is None or kind is bool or kind is int or kind is float or kind is str:
         return data
@@ -123,19 +122,19 @@ def _decode(data: Any, ref: Callable[[int], Any]) -> Any:
 _ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
-def dumps(message: Any) -> bytes:
+def dumps(message: object) -> bytes:
     """One message (JSON-ready data) as bytes; NaN and infinities are kept (Python's JSON extension)."""
     return _ENCODER.encode(message).encode("ascii")
 
 
-def loads(payload: bytes) -> Any:
+def loads(payload: bytes) -> object:
     try:
         return json.loads(payload)
     except (ValueError, RecursionError) as exc:
         raise WireError(f"malformed frame: {str(exc)[:200]}") from None
 
 
-def send(fd: int, message: Any) -> None:
+def send(fd: int, message: object) -> None:
     """Write one frame (4-byte length, then JSON) to `fd`."""
     payload = dumps(message)
     if len(payload) > MAX_FRAME:
@@ -143,7 +142,7 @@ def send(fd: int, message: Any) -> None:
     _write_all(fd, _HEADER.pack(len(payload)) + payload)
 
 
-def recv(fd: int) -> Any:
+def recv(fd: int) -> object:
     """Read one frame from `fd`; EOFError when the other side closed (or died) first."""
     (size,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
     if size > MAX_FRAME:

@@ -12,10 +12,12 @@ bwrap ...'` (see `Cgroup.wrap`), so every process of the sandbox is born inside.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import itertools
 import os
+import threading
 import time
 
 _V2_ROOT = "/sys/fs/cgroup"
@@ -37,6 +39,7 @@ class Cgroup:
             return None
         version, bases = parents
         name = f"score-sandbox-{os.getpid()}-{next(_names)}"
+        _remove_pending()
         paths = {controller: os.path.join(base, name) for controller, base in bases.items()}
         made = cls(paths, version)
         try:
@@ -75,16 +78,39 @@ class Cgroup:
         return 0
 
     def remove(self) -> None:
-        """Delete the cgroup once its processes are gone (the kernel may take a moment to let them go)."""
-        for path in set(self.paths.values()):
-            for _ in range(100):
-                try:
-                    os.rmdir(path)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.01)
+        """Delete the cgroup, now or, while the kernel still lets its last processes go, at a later call."""
+        with _pending_lock:
+            _pending.extend(set(self.paths.values()))
+        _remove_pending()
+
+
+_pending: list[str] = []  # cgroups whose processes were still exiting when they were removed
+_pending_lock = threading.Lock()
+
+
+def _remove_pending() -> None:
+    with _pending_lock:
+        _remove_pending_locked()
+
+
+def _remove_pending_locked() -> None:
+    for path in list(_pending):
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue  # still busy: try again next time
+        _pending.remove(path)
+
+
+@atexit.register
+def _remove_all_pending() -> None:
+    for _ in range(100):
+        _remove_pending()
+        if not _pending:
+            return
+        time.sleep(0.01)
 
 
 def available() -> bool:

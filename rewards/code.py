@@ -16,8 +16,9 @@ What remains (also in the README):
   a function (a callback), cannot work, and fails.
 - Without bubblewrap there are no namespaces: the program can read world-readable host files, and when the host user
   is not root it also runs as that user (it could signal or read that user's other processes). Use bubblewrap.
-- Memory is limited per process (address space), so a program may use up to `max_procs` times `memory_mb` in all;
-  /tmp and /dev/shm are capped tmpfs mounts; memfd and SysV shared memory are refused by the syscall filter.
+- Where the host gives no cgroup (`rewards.cgroups`: root and the memory controller are needed), memory is limited
+  per process (address space), so a program may use up to `max_procs` times `memory_mb` in all; /tmp and /dev/shm
+  are capped tmpfs mounts, and memfd and SysV shared memory are refused by the syscall filter, either way.
 """
 
 from __future__ import annotations

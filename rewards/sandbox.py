@@ -8,9 +8,9 @@ The isolation comes from existing tools, not from Python tricks:
 - a seccomp filter compiled by libseccomp (`rewards.syscall_filter`): no keyrings, no SysV or POSIX IPC, no memfd,
   no ptrace, no bpf, userfaultfd or perf events, no new namespaces, no sockets but Unix ones.
 - rlimits set before any untrusted code runs: address space, CPU seconds, file size, tasks (processes and threads).
-- uids unique to the job on this host: the program and the tests each get one, leased through an abstract Unix
-  socket whose name only one process on the host can hold, so RLIMIT_NPROC counts this job alone and two scoring
-  processes never share (or starve) a uid.
+- uids no other job on this host holds: the program gets one per job, the tests' process one per sandbox, leased
+  through an abstract Unix socket whose name only one process on the host can hold, so RLIMIT_NPROC counts this job
+  alone and two scoring processes never share (or starve) a uid.
 - the runner kills everything the program started when the tests are done (it is the program's child subreaper), and
   the host kills the whole sandbox on a wall-clock timeout.
 
@@ -22,9 +22,9 @@ Two ways to run bwrap ("profiles"), probed once with a real job:
   program and the tests share the one mapped uid, the tests' process is not dumpable, and the filter forbids ptrace.
 
 Warm sandboxes (profile "drop" only): starting bwrap and an interpreter costs ~25 ms of CPU per job, more than most
-programs, so by default each worker thread keeps one sandbox running `_code_runner.py --serve`, which forks the
-program's process from a zygote that never saw any job and the tests' process from itself. A sandbox whose job left
-files, IPC objects or processes behind is thrown away, not reused.
+programs, so by default each worker thread keeps one sandbox running `_code_runner.py --serve`, which forks each
+job's program process from a zygote that never saw any job, and keeps its tests' process across jobs. A sandbox whose
+job left files, IPC objects or processes behind is thrown away, not reused.
 
 Without bwrap (`sandbox="rlimits"`, or `"auto"` when bwrap is missing) the same runner runs directly on the host:
 the tests in their own process, the leased uids, the filter, the rlimits and the subreaper kill all remain, and as
