@@ -27,6 +27,7 @@ import pytest
 from rewards import cgroups
 from rewards.code import run_tests, score
 from rewards.sandbox import bwrap_profile
+from test_sandbox_escapes import processes_with
 
 MARK = f"scoreattack{secrets.token_hex(4)}"  # in every file name and process title an attack leaves on purpose
 ADD = ["assert add(2, 3) == 5", "assert add(-1, 1) == 0", "assert add(10, 5) == 15"]
@@ -1036,17 +1037,6 @@ def test_processes_together_cannot_hold_more_than_the_limit(mode):
     assert not result.passed and result.status in ("memory", "failed", "crash"), result
 
 
-def _host_processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 def _host_files_with(marker: str) -> list[str]:
     found = []
     for root in ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue", os.getcwd()):
@@ -1082,9 +1072,9 @@ def test_nothing_is_left_on_the_host():
         if mode not in _cache:
             _cache[mode] = _mode_results(mode)
     deadline = time.monotonic() + 30  # the kernel reaps killed process trees asynchronously
-    while _host_processes_with(MARK) and time.monotonic() < deadline:
+    while processes_with(MARK) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _host_processes_with(MARK) == []
+    assert processes_with(MARK) == []
     assert _host_files_with(MARK) == []
     assert _ipc_objects_with_our_keys() == []
     assert _keys_with(MARK) == []

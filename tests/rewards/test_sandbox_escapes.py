@@ -35,7 +35,7 @@ def run(warm):
     return _run
 
 
-def _processes_with(marker: str) -> list[int]:
+def processes_with(marker: str) -> list[int]:
     """Host pids whose command line contains `marker`."""
     pids = []
     for entry in Path("/proc").iterdir():
@@ -50,7 +50,7 @@ def _processes_with(marker: str) -> list[int]:
 def _gone_within(marker: str, seconds: float) -> bool:
     # The kernel reaps a dead PID namespace asynchronously; poll (not sleep) until it is empty.
     deadline = time.monotonic() + seconds
-    while _processes_with(marker):
+    while processes_with(marker):
         if time.monotonic() > deadline:
             return False
         os.sched_yield()
