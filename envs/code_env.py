@@ -3,9 +3,9 @@
 An attempt is rewarded 1.0 when the program in it passes every test: `rewards.code` runs the program in a sandbox with
 time and memory limits, and the tests in a separate trusted process that calls the program's functions through a
 plain-data proxy. Code the tests rely on (HumanEval's prompt with its helper functions, MBPP's setup code and imports)
-runs on both sides, so the tests always use the dataset's own helpers, never the attempt's. MBPP's turn-1 prompt is the three-shot prompt of Austin et al. (2021) that SCoRe uses, with the
-three examples as earlier chat turns and the code in a fenced block (what chat models write and what
-`rewards.code.extract_program` reads).
+runs on both sides, so the tests always use the dataset's own helpers, never the attempt's. MBPP's turn-1 prompt is
+the three-shot prompt of Austin et al. (2021) that SCoRe uses, with the three examples as earlier chat turns and the
+code in a fenced block (what chat models write and what `rewards.code.extract_program` reads).
 """
 
 from __future__ import annotations

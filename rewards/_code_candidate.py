@@ -147,8 +147,8 @@ def _run_script(code: object, stdin: object) -> dict:
             try:
                 os.dup2(given, 0)
                 os.dup2(out, 1)
-                sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-                sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+                sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
+                sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
                 exec(code, {"__name__": "__main__", "__builtins__": builtins})
                 exit_code = 0
             except SystemExit as exc:

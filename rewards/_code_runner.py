@@ -33,7 +33,7 @@ import time
 if __name__ == "__main__":  # started as a script with -I: make `rewards` (this file's package) importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rewards import _code_wire as wire  # noqa: E402
+from rewards import _code_wire as wire
 
 # A warm sandbox imports these once, before the zygote forks, so that every job starts with them loaded (not `random`,
 # nor modules that import it such as tempfile: forked copies would share one seed).
@@ -51,10 +51,10 @@ def main(argv: list[str]) -> None:
         sys.exit("usage: _code_runner.py --serve | --once [--tmpfs-mb N]")
     for name in PRELOAD if not once else ():
         __import__(name)
-    import ctypes  # noqa: F401 - what the children need, loaded before any uid change
-    import fcntl  # noqa: F401
+    import ctypes
+    import fcntl
 
-    from rewards import _code_candidate, _code_tester  # noqa: F401 - loaded before the zygote forks
+    from rewards import _code_candidate, _code_tester
 
     if len(argv) == 3:
         _own_namespaces(int(argv[2]))
@@ -138,7 +138,7 @@ def _own_namespaces(tmpfs_mb: int) -> None:
     _expose_interpreter(libc)
 
 
-def _expose_interpreter(libc) -> None:  # noqa: ANN001 - a ctypes library
+def _expose_interpreter(libc) -> None:
     """Let the job's uids run the interpreter (multiprocessing starts new ones) where it lives under a private home
     (pyenv in /root): cover that home with an empty directory holding only the interpreter's install. The rest of the
     home is hidden from the job as a bonus."""
@@ -306,8 +306,8 @@ def _zygote(sock: socket.socket) -> None:
 def _candidate_child(settings: dict, program_fd: int, conn_fd: int, stderr_fd: int) -> None:
     try:
         _keep_only({2: stderr_fd, 3: conn_fd, 4: program_fd})
-        sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        sys.stdin = open(os.devnull)
+        sys.stdout = open(os.devnull, "w")
         with open("/proc/self/oom_score_adj", "w") as f:  # under memory pressure, the program goes first
             f.write("1000")
         _confine(settings["limits"], settings["uid"], settings["seccomp"], settings["workdir"])
@@ -350,7 +350,7 @@ def _keep_only(wanted: dict[int, int]) -> None:
 
 def _confine(limits: dict, uid: int | None, seccomp: str | None, workdir: str) -> None:
     """rlimits, then the uid (as root here, RLIMIT_NPROC only counts for another uid), then the syscall filter."""
-    import ctypes  # noqa: F401 - before the uid changes
+    import ctypes
 
     for name, value in [
         ("RLIMIT_AS", limits["memory_mb"] << 20),

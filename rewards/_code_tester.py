@@ -48,7 +48,7 @@ class Remote:
     (each a round trip whose result is plain data), and passed back to the program. It cannot stand for a value:
     comparing, hashing, testing its truth or printing it raises `wire.Unserializable`."""
 
-    __slots__ = ("_conn", "_target", "_label")
+    __slots__ = ("_conn", "_label", "_target")
 
     def __init__(self, conn: Connection, target: str | dict, label: str) -> None:
         object.__setattr__(self, "_conn", conn)

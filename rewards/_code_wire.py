@@ -1,4 +1,4 @@
-"""Plain data across the sandbox boundary: length-prefixed JSON frames, and a codec that carries values, never behaviour.
+"""Plain data across the sandbox boundary: length-prefixed JSON frames; a codec that carries values, never behaviour.
 
 Both sides of a code job use it (see `rewards/_code_runner.py`): the trusted test process and the program's process
 exchange candidate calls and their results through a socket. The test process decodes what the program's process

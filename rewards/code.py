@@ -1,4 +1,4 @@
-"""Code-execution reward: r(y) = 1 when the program in attempt y passes all of its tests (HumanEval, MBPP, stdin/stdout).
+"""Code-execution reward: r(y) = 1 when the program in attempt y passes all its tests (HumanEval, MBPP, stdin/stdout).
 
 The program was written by a model under optimization pressure, and under RL any forged pass becomes the learned
 behaviour. So the tests never run in the program's interpreter. The program runs alone in its process in the sandbox
@@ -28,14 +28,14 @@ import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 from rewards.sandbox import Limits, Profile, Reply, SandboxMode, resolve_mode, run_job
 
 Status = Literal["passed", "failed", "timeout", "memory", "crash", "unserializable", "sandbox_error"]
 # HumanEval: a str defining check(candidate); MBPP: a list of assert statements; stdin/stdout: a list of
 # {"input": str, "output": str} cases.
-Tests = Union[str, Sequence[str], Sequence[Mapping[str, str]]]
+Tests = str | Sequence[str] | Sequence[Mapping[str, str]]
 
 _FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _PYTHON_TAGS = {"python", "python3", "py"}

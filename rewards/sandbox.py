@@ -39,6 +39,7 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -53,7 +54,6 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -364,7 +364,7 @@ class _WarmSandbox:
         # The tests' process lives as long as the sandbox (see Tester in the runner): its uid is leased for as long.
         self._lease = contextlib.ExitStack()
         self.tester_uid = self._lease.enter_context(_uid_lease("drop"))[1]
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the server's stderr, closed in close()
+        self._log = tempfile.TemporaryFile()
         self._cgroup = _cgroup(limits)
         command = _bwrap_command(limits, "drop", serve=True)
         self._proc = subprocess.Popen(

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_sandbox_escapes import processes_with
 
 from rewards import cgroups
 from rewards.code import run_tests, score
 from rewards.sandbox import bwrap_profile
-from test_sandbox_escapes import processes_with
 
 MARK = f"scoreattack{secrets.token_hex(4)}"  # in every file name and process title an attack leaves on purpose
 ADD = ["assert add(2, 3) == 5", "assert add(-1, 1) == 0", "assert add(10, 5) == 15"]
@@ -111,7 +111,8 @@ FORGERIES: dict[str, Case] = {
         def add(a, b):
             builtins.abs = lambda x: 0  # again, from inside the call
             return a - b
-        """, tests=["assert abs(add(2, 3) - 5) < 1e-9", "assert all([add(2, 3) == 5])", "assert len([add(1, 1)]) == 0"]),
+        """, tests=["assert abs(add(2, 3) - 5) < 1e-9", "assert all([add(2, 3) == 5])",
+                    "assert len([add(1, 1)]) == 0"]),
     "patch_builtins_check": case("""
         import builtins
         builtins.abs = lambda x: 0
@@ -722,12 +723,12 @@ CORRECT: dict[str, Case] = {
         def values():
             return (None, True, 3, -2 ** 100, 2.5, float("inf"), 1 - 2j, "é\\udc80", b"\\x00\\xff",
                     [1, [2]], {"a": (1,), 2: {3}}, frozenset({4}), set())
-        """, tests=["import math\n"
-                    "v = values()\n"
-                    "assert v == (None, True, 3, -2 ** 100, 2.5, math.inf, 1 - 2j, 'é\\udc80', b'\\x00\\xff', "
-                    "[1, [2]], {'a': (1,), 2: {3}}, frozenset({4}), set())\n"
-                    "assert [type(x) for x in v] == [type(None), bool, int, int, float, float, complex, str, bytes, "
-                    "list, dict, frozenset, set]"]),
+        """, tests=[("import math\n"
+                     "v = values()\n"
+                     "assert v == (None, True, 3, -2 ** 100, 2.5, math.inf, 1 - 2j, 'é\\udc80', b'\\x00\\xff', "
+                     "[1, [2]], {'a': (1,), 2: {3}}, frozenset({4}), set())\n"
+                     "assert [type(x) for x in v] == [type(None), bool, int, int, float, float, complex, str, bytes, "
+                     "list, dict, frozenset, set]")]),
     "subclasses_cross_as_their_values": case("""
         from collections import Counter, OrderedDict, defaultdict, namedtuple
         Point = namedtuple("Point", "x y")
