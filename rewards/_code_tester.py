@@ -19,12 +19,10 @@ Verdict frames: {"test": i, "verdict": "pass"|"fail"|"unserializable"|"memory"|"
 from __future__ import annotations
 
 import builtins
-import importlib
 import keyword
 import os
 import socket
 import sys
-import traceback
 
 from rewards import _code_wire as wire
 
@@ -221,7 +219,8 @@ def _stdlib_module(name: str | None) -> object:
     if not name or name.split(".")[0] not in sys.stdlib_module_names:
         return None
     try:
-        return importlib.import_module(name)
+        __import__(name)
+        return sys.modules[name]
     except BaseException:
         return None
 
@@ -255,6 +254,8 @@ def _message(exc: BaseException, test: object, filename: str) -> str:
         text = type(exc).__name__
     line = ""
     if isinstance(test, str):
+        import traceback  # only when a test failed
+
         frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == filename]
         if frames and frames[-1].lineno:
             source = test.splitlines()

@@ -1,12 +1,8 @@
-"""The trainer's reward path for code: Ray reward workers score HumanEval and MBPP attempts through rewards.code."""
-
-from pathlib import Path
+"""The trainer's reward path for code: a Ray reward worker scores HumanEval attempts through rewards.code."""
 
 from envs import make_env
 from envs.code_env import fenced
 from score.actors import RewardPool
-
-DATA = Path(__file__).parent.parent / "data"
 
 
 def test_reward_workers_score_code_attempts_in_the_sandbox(ray_cluster):
@@ -18,17 +14,9 @@ def test_reward_workers_score_code_attempts_in_the_sandbox(ray_cluster):
                "    return A()"),
         fenced("def encode_cyclic(s):\n    return s\n\ndef decode_cyclic(s):\n    return s"),
     ]
-    pool = RewardPool("humaneval", {}, num_workers=2)
+    pool = RewardPool("humaneval", {}, num_workers=1)
     try:
         assert pool.score(right + forged, problems + problems) == [1.0, 1.0, 0.0, 0.0]
     finally:
         pool.shutdown()
 
-    mbpp = RewardPool("mbpp", {"path": str(DATA / "mbpp.jsonl")}, num_workers=1)
-    try:
-        mbpp_problems = make_env("mbpp", path=str(DATA / "mbpp.jsonl")).load("train")
-        attempts = [fenced(p.meta["code"]) for p in mbpp_problems]
-        assert mbpp.score(attempts + ["```python\nimport sys\nsys.exit(0)\n```"], mbpp_problems + mbpp_problems[:1]) \
-            == [1.0, 1.0, 1.0, 0.0]
-    finally:
-        mbpp.shutdown()
