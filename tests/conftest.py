@@ -4,6 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from score.terminal import quiet_interpreter_teardown
+
+quiet_interpreter_teardown()  # no native extension's leak report after the test summary
+
 
 def pip_install_target(source: Path, target: Path) -> Path:
     """pip-install the package at `source` into the private directory `target` (the venv stays untouched).
