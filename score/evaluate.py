@@ -378,7 +378,7 @@ def run_eval(
 
     from envs import make_env
     from score import report
-    from score.engines import make_engine, resolve_engine_kind
+    from score.engines import engine_kind, make_engine, resolve_engine_kind
 
     out = Path(out)
     if limit is not None and limit < 1:
@@ -411,7 +411,7 @@ def run_eval(
         finally:
             generator.shutdown()
         summary = {**result.summary(resamples=resamples, confidence=confidence, seed=params.seed),
-                   "config": {**config, "model": str(path)}}
+                   "config": {**config, "model": str(path), "engine": engine_kind(generator)}}
         report.write_eval(folder, summary, sample_records(result, env), scaling=scaling)
         return summary, scaling
 

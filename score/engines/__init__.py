@@ -3,30 +3,44 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Any
 
 from score.engines.base import Completion, Engine, SamplingParams
+from score.engines.startup import EngineRefused, start_vllm
 
-__all__ = ["Completion", "Engine", "SamplingParams", "make_engine", "resolve_engine_kind"]
+__all__ = ["Completion", "Engine", "EngineRefused", "SamplingParams", "engine_kind", "make_engine",
+           "resolve_engine_kind"]
 
 
 def resolve_engine_kind(kind: str) -> str:
-    """'auto' means vLLM wherever it is installed, else the transformers engine."""
+    """'auto' means vLLM wherever it is installed, else the transformers engine (`make_engine` also falls back to
+    it when vLLM cannot run the model)."""
     if kind == "auto":
         return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
     if kind == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ValueError("rollout.engine=vllm but vLLM is not installed: pip install -e '.[cpu]' (or '.[gpu]')")
+    if kind not in ("vllm", "hf"):
+        raise ValueError(f"rollout.engine: unknown engine {kind!r} (choose vllm, hf or auto)")
     return kind
 
 
 def make_engine(kind: str, model_path: str, **kwargs: Any) -> Engine:
-    kind = resolve_engine_kind(kind)
-    if kind == "vllm":
-        from score.engines.vllm_engine import VLLMEngine
+    """Start an engine. vLLM starts quietly (`score.engines.startup`); if it cannot run the model, `engine: vllm`
+    raises `EngineRefused` (one line) and `engine: auto` says why in one line and uses the transformers engine."""
+    resolved = resolve_engine_kind(kind)
+    if resolved == "vllm":
+        try:
+            return start_vllm(model_path, **kwargs)
+        except EngineRefused as refusal:
+            if kind != "auto":
+                raise
+            print(f"{refusal}; using the transformers engine", file=sys.stderr)
+    from score.engines.hf import HFEngine
 
-        return VLLMEngine(model_path, **kwargs)
-    if kind == "hf":
-        from score.engines.hf import HFEngine
+    return HFEngine(model_path, **kwargs)
 
-        return HFEngine(model_path, **kwargs)
-    raise ValueError(f"rollout.engine: unknown engine {kind!r} (choose vllm, hf or auto)")
+
+def engine_kind(engine: Engine) -> str:
+    """'vllm' or 'hf': which engine `make_engine` ended up starting (for records such as eval.json)."""
+    return {"VLLMEngine": "vllm", "HFEngine": "hf"}.get(type(engine).__name__, type(engine).__name__)
