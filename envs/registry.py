@@ -43,7 +43,14 @@ def available() -> list[str]:
 
 
 def make_env(name: str, **kwargs: Any) -> Environment:
-    """Build the environment called `name` with keyword arguments from the config's `env.kwargs`."""
+    """Build the environment called `name` with keyword arguments from the config's `env.kwargs`.
+
+    Every environment also takes `reward_file` (an OpenRLHF or verl reward function that replaces its reward; see
+    `envs.reward_file`) and `reward_timeout` (seconds per call of that function).
+    """
+    reward_file, reward_timeout = kwargs.pop("reward_file", None), kwargs.pop("reward_timeout", None)
+    if reward_timeout is not None and not reward_file:
+        raise ValueError("env.kwargs.reward_timeout applies to env.kwargs.reward_file, which is not set")
     if ":" in name:
         cls = _load_class(name)
     elif name in BUILTIN:
@@ -63,4 +70,8 @@ def make_env(name: str, **kwargs: Any) -> Environment:
         raise ValueError(f"environment {name!r} is {cls!r}, not a subclass of envs.base.Environment")
     env = cls(**kwargs)
     env.name = name
+    if reward_file:
+        from envs.reward_file import use_reward_file
+
+        use_reward_file(env, reward_file, timeout=reward_timeout)
     return env
