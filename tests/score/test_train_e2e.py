@@ -5,7 +5,7 @@ import json
 import pytest
 import safetensors.torch
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from score.config import load_config
 from score.train import train
@@ -55,7 +55,13 @@ def test_stage1_then_stage2(ray_cluster, tiny_model_path, tmp_path, engine):
     summary = json.loads((out1 / "summary.json").read_text())
     assert summary["end"]["reference"] == summary["start"]["reference"]
     assert summary["end"]["policy"] != summary["start"]["policy"]
+    # A plain Hugging Face folder, nothing of score's own: what transformers, vLLM (the Stage II engines below start
+    # from it), OpenRLHF and verl load
+    assert {p.name for p in (out1 / "final").iterdir()} <= {
+        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+        "chat_template.jinja", "special_tokens_map.json"}
     AutoModelForCausalLM.from_pretrained(out1 / "final")
+    assert AutoTokenizer.from_pretrained(out1 / "final").chat_template
 
     # after every sync the engine computes the learner's log-probs, and rollouts were sampled from the synced
     # weights (the learner scores them with what it holds before the update)
