@@ -164,9 +164,7 @@ def model_checks(repos: set[tuple[str, str]]) -> list[Check]:
 
 
 def machine_line(gpus: int) -> str:
-    import psutil
-
-    memory = psutil.virtual_memory().total / 2**30
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, {memory:.0f} GiB RAM, {gpus} GPU(s); "
             f"Python {platform.python_version()}, score {_version('score-rl')}, torch {_version('torch')}, "
             f"transformers {_version('transformers')}, ray {_version('ray')}")
