@@ -66,15 +66,19 @@ def gpu_check() -> tuple[Check, int]:
 
 
 def sandbox_check() -> Check:
+    from rewards import syscall_filter
     from rewards.sandbox import bwrap_profile
 
-    needs = "bubblewrap (apt-get install bubblewrap); without it programs run with rlimits only"
+    needs = "bubblewrap and libseccomp (apt-get install bubblewrap libseccomp2); else weaker isolation"
+    seccomp = "syscall filter available" if syscall_filter.available() else "no libseccomp: no syscall filter"
     if shutil.which("bwrap") is None:
-        return Check("code rewards (humaneval, mbpp)", needs, False, "bwrap not found")
+        return Check("code rewards (humaneval, mbpp)", needs, False, f"bwrap not found; {seccomp}")
     profile = bwrap_profile()  # a real sandboxed run
     if profile is None:
-        return Check("code rewards (humaneval, mbpp)", needs, False, f"{shutil.which('bwrap')} cannot start a sandbox")
-    return Check("code rewards (humaneval, mbpp)", needs, True, f"{shutil.which('bwrap')} works (profile {profile})")
+        return Check("code rewards (humaneval, mbpp)", needs, False,
+                     f"{shutil.which('bwrap')} cannot start a sandbox; {seccomp}")
+    return Check("code rewards (humaneval, mbpp)", needs, syscall_filter.available(),
+                 f"{shutil.which('bwrap')} works (profile {profile}); {seccomp}")
 
 
 def ray_check() -> Check:
