@@ -183,9 +183,8 @@ _CHOICE = re.compile(r"^\\text\{\((\w)\)\}$")
 
 
 def _digits(n: int, rng: random.Random) -> str:
-    form = rng.choice(["{:,}", "{{,}}", "\\,"])
     text = f"{n:,}"
-    return text if form == "{:,}" else text.replace(",", form)
+    return text.replace(",", rng.choice([",", "{,}", "\\,"]))
 
 
 def equal_rewrites(ref: str, rng: random.Random) -> list[tuple[str, str]]:
@@ -264,7 +263,7 @@ def equal_rewrites(ref: str, rng: random.Random) -> list[tuple[str, str]]:
 
 def _top_level_terms(ref: str) -> list[str] | None:
     """Split a sum at top-level + and - (keeping signs), only for plain polynomial-like references."""
-    if not re.match(r"^[-\w\s^+{}\\.]+$", ref) or "\\frac" in ref or "=" in ref or "_" in ref:
+    if not re.match(r"^[-\w\s^+{}\\.]+$", ref) or "\\frac" in ref or "\\begin" in ref or "=" in ref or "_" in ref:
         return None
     terms, depth, start = [], 0, 0
     for index, char in enumerate(ref):
