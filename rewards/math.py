@@ -27,10 +27,10 @@ How the time limit holds (no signals, so it works in any thread, Ray actor or su
 - Inside workers, numbers that would need more than `rewards.math_sympy.MAX_DIGITS` digits (10^10^10^10, huge
   factorials) are rejected before evaluation, and each worker's address space is capped.
 
-Worker processes come from a `forkserver`: scripts that call `score` or `is_equiv` at top level need the usual
-`if __name__ == "__main__":` guard, and a daemonic process (a `multiprocessing.Pool` worker) cannot use the
-algebra path (a clear RuntimeError says so). sympy is imported only in the workers, so importing this module is
-cheap.
+Worker processes are forked from a zygote started as its own program (`python -m rewards.math_worker`), never
+through `multiprocessing`: the caller's `__main__` is never imported, so a script read from stdin, a script without
+an `if __name__ == "__main__":` guard, a notebook, a thread or a Ray actor gets the same verdicts. sympy is imported
+only in the workers, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -112,8 +112,7 @@ def is_equiv(prediction: str, reference: str, *, timeout: float = 5.0, rel_tol: 
     results, pool_stats = pool.run([(_check, (prediction, reference, rel_tol))], timeout=remaining)
     IS_EQUIV_STATS.add(pool_stats)
     if results[0] == CRASH:
-        logger.warning("the math checker's worker process died; if this is a script, guard it with "
-                       "`if __name__ == \"__main__\":` (workers come from a forkserver)")
+        logger.warning("the math checker's worker process died (out of memory?); the check scored 0")
     return results[0] is True
 
 

@@ -2,32 +2,38 @@
 
 Why not `concurrent.futures.ProcessPoolExecutor`: it cannot kill the one worker whose task hangs (a future's
 `cancel()` does nothing once the task runs), and a killed worker breaks the whole executor. Here each worker has its
-own pipe and holds one task at a time; when a task passes its deadline the parent sends SIGKILL to that worker,
-records a timeout and starts a fresh worker. The limit holds whatever thread or process calls `run` (no signals in
+own socket and holds one task at a time; when a task passes its deadline the parent sends SIGKILL to that worker,
+records a timeout and asks for a fresh worker. The limit holds whatever thread or process calls `run` (no signals in
 the caller), and a hung worker really stops.
 
-Workers are forked from a `forkserver` that has imported the modules named in `preload` (sympy and the parser), so a
-replacement starts in milliseconds and never inherits the caller's threads or locks (vLLM, Ray). Each worker caps
-its own address space (`memory_limit_mb`), so an answer that tries to build a giant number fails with MemoryError
-instead of exhausting the machine, and it dies with its parent (PR_SET_PDEATHSIG) on Linux.
+Workers are forked from a zygote that runs as its own program (`python -m rewards.math_worker`, see there) and has
+imported the modules named in `preload` (sympy and the parser) once, so a replacement starts in milliseconds, never
+inherits the caller's threads or locks (vLLM, Ray), and never imports the caller's `__main__` (unlike
+`multiprocessing`'s spawn and forkserver, which re-run an unguarded script and fail on one read from stdin). Each
+worker caps its own address space (`memory_limit_mb`), so an answer that tries to build a giant number fails with
+MemoryError instead of exhausting the machine; workers and zygote die with the pool's process.
 """
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 TIMEOUT = "timeout"
 CRASH = "crash"
+# The directory that holds the `rewards` package: the zygote must import this copy, whatever the caller's sys.path.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclass
@@ -41,50 +47,58 @@ class PoolStats:
     slowest: float = 0.0  # the longest single task, in seconds (a killed one counts up to its kill)
 
 
-def _serve(conn: multiprocessing.connection.Connection, memory_limit_mb: int | None) -> None:
-    """Worker loop: receive (function, args), send back its result (or the exception's type name)."""
-    if memory_limit_mb:
-        try:
-            import resource
+class _Zygote:
+    """The `python -m rewards.math_worker` process that forks workers on request."""
 
-            limit = memory_limit_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        except (ImportError, ValueError, OSError):
-            pass  # no RLIMIT_AS on this platform: the time limit still holds
-    try:  # Linux: die with the parent even if the parent is SIGKILLed while this worker is busy.
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-    while True:
+    def __init__(self, preload: Sequence[str], memory_limit_mb: int | None) -> None:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", "rewards.math_worker", str(theirs.fileno()), str(memory_limit_mb or 0), *preload]
+        self.process = subprocess.Popen(command, pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL,
+                                        cwd=_PACKAGE_ROOT)
+        theirs.close()
+        self.socket = ours
+        self.reader = ours.makefile("rb")
+        self.lock = threading.Lock()
+        if self.reader.readline() != b"ready\n":
+            self.close()
+            raise RuntimeError(f"the math checker's worker zygote failed to start ({' '.join(command[:3])}); "
+                               "its error is printed above")
+
+    def fork(self) -> tuple[multiprocessing.connection.Connection, int]:
+        """A new worker: (its connection, its pid)."""
+        ours, theirs = socket.socketpair()
+        with self.lock:
+            socket.send_fds(self.socket, [b"fork"], [theirs.fileno()])
+            theirs.close()
+            line = self.reader.readline()
+        if not line:
+            ours.close()
+            raise RuntimeError("the math checker's worker zygote died")
+        return multiprocessing.connection.Connection(ours.detach()), int(line)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.socket.close()  # the zygote reads EOF and exits, killing any worker left
         try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        if task is None:
-            return
-        function, args = task
-        try:
-            result = function(*args)
-        except BaseException as error:  # noqa: BLE001 - a worker must answer every task, whatever the input did
-            result = ("error", type(error).__name__)
-        try:
-            conn.send(result)
-        except (BrokenPipeError, OSError):
-            return
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 class _Worker:
-    def __init__(self, context, memory_limit_mb: int | None) -> None:
-        self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child_conn, memory_limit_mb), daemon=True)
-        self.process.start()
-        child_conn.close()
+    def __init__(self, zygote: _Zygote) -> None:
+        self.conn, self.pid = zygote.fork()
         self.task_index: int | None = None
         self.started = self.deadline = 0.0
 
     def kill(self) -> None:
-        self.process.kill()
-        self.process.join(timeout=5)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.conn.close()
 
 
@@ -101,19 +115,10 @@ class CheckPool:
     def __init__(self, workers: int, *, memory_limit_mb: int | None = 3072, preload: Sequence[str] = ()) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        if multiprocessing.current_process().daemon:
-            raise RuntimeError(
-                "the math checker needs worker processes, and this process is a daemonic multiprocessing worker "
-                "(e.g. a multiprocessing.Pool worker), which may not start children: call it from the main process, "
-                "a thread, a Ray actor or a concurrent.futures.ProcessPoolExecutor worker instead"
-            )
-        self.context = multiprocessing.get_context("forkserver")
-        # Ignored if this process's forkserver already runs; then workers import on first use (slower, same result).
-        self.context.set_forkserver_preload(list(preload))
-        self.memory_limit_mb = memory_limit_mb
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.workers: list[_Worker | None] = [_Worker(self.context, memory_limit_mb) for _ in range(workers)]
+        self.zygote = _Zygote(preload, memory_limit_mb)
+        self.workers: list[_Worker | None] = [_Worker(self.zygote) for _ in range(workers)]
 
     def run(self, tasks: Sequence[tuple[Callable, tuple]], timeout: float) -> tuple[list[Any], PoolStats]:
         """Run every (function, args) task; a result is the function's return value, `TIMEOUT` or `CRASH`."""
@@ -140,7 +145,7 @@ class CheckPool:
                 if not pending:
                     break
                 if worker is None:
-                    worker = self.workers[slot] = _Worker(self.context, self.memory_limit_mb)
+                    worker = self.workers[slot] = _Worker(self.zygote)
                 if worker.task_index is None:
                     index = pending.popleft()
                     worker.task_index, worker.started = index, time.monotonic()
@@ -180,14 +185,8 @@ class CheckPool:
         self.workers[self.workers.index(worker)] = None
 
     def close(self) -> None:
-        live = [worker for worker in self.workers if worker is not None]
-        for worker in live:
-            try:
-                worker.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-        for worker in live:
-            worker.process.join(timeout=1)
-            if worker.process.is_alive():
+        for worker in self.workers:
+            if worker is not None:
                 worker.kill()
         self.workers = []
+        self.zygote.close()

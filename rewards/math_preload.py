@@ -1,4 +1,4 @@
-"""Imported once by the worker forkserver (see `rewards.math_pool`), never by user code.
+"""Imported once by the worker zygote (`rewards.math_worker`, see `rewards.math_pool`), never by user code.
 
 It warms the checker (importing `rewards.math_sympy` runs its warm-up) and then freezes the garbage collector's view
 of everything loaded so far: forked workers share those memory pages copy-on-write, and a collector walking them
