@@ -421,7 +421,12 @@ def reasoning_gym_rows(per_task: int = 25) -> list[dict]:
 def _gym_pairs(task, answer, question, rng, sympy, x):
     if task in ("fraction_simplification", "dice"):
         p, q = Fraction(answer.strip("$").replace("\\dfrac", "").replace("\\frac", "").replace("}{", "/").strip("{}")).as_integer_ratio()
-        wrong = f"{float(Fraction(p, q)):.{rng.choice([3, 4, 8])}f}" if q not in (1, 2, 4, 5, 8, 10) else f"\\frac{{{p + 1}}}{{{q}}}"
+        rest = q
+        for prime in (2, 5):
+            while rest % prime == 0:
+                rest //= prime
+        # A decimal approximation only where the fraction does not terminate (else the decimal would be exact).
+        wrong = f"{float(Fraction(p, q)):.{rng.choice([3, 4, 8])}f}" if rest != 1 else f"\\frac{{{p + 1}}}{{{q}}}"
         return [("latex fraction", f"\\frac{{{p}}}{{{q}}}", True), ("approximation or numerator + 1", wrong, False)]
     if task == "complex_arithmetic":
         value = sympy.sympify(answer.replace("i", "*I"))
