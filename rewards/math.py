@@ -52,7 +52,7 @@ __all__ = ["DEFAULT_REL_TOL", "IS_EQUIV_STATS", "ScoreStats", "extract_answer", 
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REL_TOL = 1e-4
+DEFAULT_REL_TOL = 0.0
 _PRELOAD = ("rewards.math_preload",)
 _pools: dict[int, CheckPool] = {}
 _pools_lock = threading.Lock()
@@ -105,7 +105,9 @@ def is_equiv(prediction: str, reference: str, *, timeout: float = 5.0, rel_tol: 
     fast = _fast_check(prediction, reference, rel_tol)
     if fast is not None:
         return fast
+    started = time.monotonic()
     pool = _pool(1)
+    start += time.monotonic() - started  # starting the helper (once per process) is not counted
     remaining = timeout - (time.monotonic() - start)
     if remaining <= 0:
         return False
@@ -124,13 +126,15 @@ def score(
     workers: int | None = None,
     rel_tol: float = DEFAULT_REL_TOL,
     fallback_number: bool = True,
+    strict: bool = False,
     return_stats: bool = False,
 ) -> list[float] | tuple[list[float], ScoreStats]:
     """1.0 or 0.0 per solution: its extracted answer (`extract_answer`) equals its reference (`is_equiv`).
 
     Extraction and the fast path run here (linear time on bounded input); checks that need algebra run in
     `workers` processes (default: the CPUs this process may use), each under a hard `timeout` in seconds; a check
-    that passes it is killed and scores 0. With `return_stats=True` the result is `(scores, ScoreStats)`:
+    that passes it is killed and scores 0. `strict=True` accepts only the instructed answer forms (the "Final Answer:
+    The final answer is ..." line or a `\\boxed{}`; see `extract_answer`). With `return_stats=True` the result is `(scores, ScoreStats)`:
     `stats.timeouts` counts the killed checks, `stats.crashes` the workers that died.
     """
     if len(texts) != len(references):
@@ -144,7 +148,7 @@ def score(
     scores = [0.0] * len(texts)
     hard: list[tuple[int, str, str]] = []
     for index, (text, reference) in enumerate(zip(texts, references)):
-        answer = extract_answer(text, fallback_number=fallback_number) if isinstance(text, str) else None
+        answer = extract_answer(text, fallback_number=fallback_number, strict=strict) if isinstance(text, str) else None
         fast = _fast_check(answer, reference, rel_tol)
         if fast is None:
             hard.append((index, answer, reference))

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from fractions import Fraction
 
-from rewards.math_normalize import Number, check_size, normalize, parse_number
+from rewards.math_normalize import Number, check_size, normalize, parse_number, unit_of
 
 # leaf_sympy(pred, ref, rel_tol, *, equation=False) -> bool; see rewards.math_sympy.sympy_equal.
 LeafCheck = Callable[..., bool]
@@ -23,7 +23,16 @@ _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _CLOSERS = set(_OPENERS.values())
 _MATRIX = re.compile(r"^[(\[]?\\begin\{([pbB]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}[)\]]?$", re.DOTALL)
 _CHOICE = re.compile(r"^\(?([A-J])\)?(?:[.:)]|$)")
-_VARIABLE = re.compile(r"^(?:[a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([a-z]\))$")
+_CHOICE_ANY_CASE = re.compile(r"^\(?([A-Ja-j])\)?(?:[.:)]|$)")
+_PM = re.compile(r"\\(?:pm|mp)")
+# One variable against constants: "x > 3", "-2 \leq x \leq 7", "3 < x" (read as intervals).
+_RELATION = re.compile(r"\\leq|\\geq|<=|>=|\\lt|\\gt|<|>")
+_INTERVAL_OPS = {"<": "<", "\\lt": "<", "\\leq": "<=", "<=": "<=", ">": ">", "\\gt": ">", "\\geq": ">=", ">=": ">="}
+# The name side of "name = value": x, x_1, \theta, f(x), (p,q), |AB|, AB, V_1:V_2 (no operators, no numbers alone).
+_VARIABLE = re.compile(
+    r"^(?:[a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([a-z]\)|\([a-z](?:,[a-z])+\)|\|?[A-Z]{1,4}\|?"
+    r"|[A-Za-z](?:_\{?\w+\}?)?(?::[A-Za-z](?:_\{?\w+\}?)?)+)$"
+)
 _WORD = re.compile(r"^[a-zA-Z][a-zA-Z ]+$")
 
 
@@ -45,6 +54,9 @@ def answers_equal(prediction: str, reference: str, *, rel_tol: float, leaf_sympy
     """
     check_size(prediction)
     check_size(reference)
+    pred_unit, ref_unit = unit_of(prediction), unit_of(reference)
+    if pred_unit and ref_unit and pred_unit != ref_unit:
+        return False  # different units are different answers (no conversion: "2 km" is not "2000 m")
     pred, ref = normalize(prediction), normalize(reference)
     if not pred or not ref:
         return False
@@ -56,9 +68,9 @@ def _equal(pred: str, ref: str, rel_tol: float, leaf_sympy: LeafCheck | None) ->
         return True
     choice = _CHOICE.match(ref)
     if choice and len(ref) <= 3:
-        # A multiple-choice reference: the prediction must name the same letter ("(B)", "B", "B) 12", "B.").
-        picked = _CHOICE.match(pred)
-        return bool(picked) and picked.group(1) == choice.group(1)
+        # A multiple-choice reference: the prediction must name the same letter ("(B)", "(b)", "B", "B) 12", "B.").
+        picked = _CHOICE_ANY_CASE.match(pred)
+        return bool(picked) and picked.group(1).upper() == choice.group(1)
 
     pred_matrix, ref_matrix = _matrix(pred), _matrix(ref)
     if pred_matrix is not None or ref_matrix is not None:
@@ -67,32 +79,128 @@ def _equal(pred: str, ref: str, rel_tol: float, leaf_sympy: LeafCheck | None) ->
         return all(_equal(p, r, rel_tol, leaf_sympy) for prow, rrow in zip(pred_matrix, ref_matrix)
                    for p, r in zip(prow, rrow))
 
+    # Inequalities in one variable are read as the intervals they describe: "x > 3" is (3, oo).
+    pred_interval, ref_interval = _as_interval(pred), _as_interval(ref)
+    if pred_interval is not None or ref_interval is not None:
+        pred, ref = pred_interval or pred, ref_interval or ref
+        if pred == ref:
+            return True
+
     pred_union, ref_union = _split(pred, "\\cup"), _split(ref, "\\cup")
     if len(pred_union) > 1 or len(ref_union) > 1:
         return _unordered_equal(pred_union, ref_union, rel_tol, leaf_sympy)
 
     pred_group, ref_group = _group(pred), _group(ref)
+    pred_items, ref_items = _items(pred), _items(ref)
     if pred_group is not None or ref_group is not None:
         if pred_group is None or ref_group is None:
-            return False
+            # A bare list against a bracketed one: against a set, the same members in any order; against a tuple
+            # "(5,-2)", the same values in the same order ("x=5, y=-2" and "5, -2" name the point (5,-2)).
+            group, items = (pred_group, ref_items) if ref_group is None else (ref_group, pred_items)
+            if len(items) < 2 and group[0] != "\\{":
+                return False
+            listed = [_value_of(item) for item in items]
+            members = group[1]
+            if group[0] == "\\{":
+                members = [m for item in members for m in _expand_pm(item)]
+                return _unordered_equal(listed, members, rel_tol, leaf_sympy)
+            if group[0] != "(" or group[2] != ")":
+                return False
+            pairs = zip(listed, members) if ref_group is None else zip(members, listed)
+            return len(listed) == len(members) and all(_equal(p, r, rel_tol, leaf_sympy) for p, r in pairs)
         (p_open, p_items, p_close), (r_open, r_items, r_close) = pred_group, ref_group
         if (p_open, p_close) != (r_open, r_close):
             return False
         if r_open == "\\{":
+            p_items = [m for item in p_items for m in _expand_pm(item)]
+            r_items = [m for item in r_items for m in _expand_pm(item)]
             return _unordered_equal(p_items, r_items, rel_tol, leaf_sympy)
         return len(p_items) == len(r_items) and all(
             _equal(p, r, rel_tol, leaf_sympy) for p, r in zip(p_items, r_items)
         )
 
-    pred_items, ref_items = _split(pred, ","), _split(ref, ",")
-    # "1, 2" and "x=1, x=2": the solutions of a problem, in any order ("1,000" stays a number).
-    if (len(pred_items) > 1 or len(ref_items) > 1) and (parse_number(pred) is None or parse_number(ref) is None):
-        return _unordered_equal(pred_items, ref_items, rel_tol, leaf_sympy)
+    # "1, 2", "x=1, x=2" and "1 \pm \sqrt{2}": the solutions of a problem, in any order ("1,000" stays a number).
+    if len(pred_items) > 1 or len(ref_items) > 1:
+        if parse_number(pred) is None or parse_number(ref) is None:
+            return _unordered_equal([_value_of(i) for i in pred_items], [_value_of(i) for i in ref_items],
+                                    rel_tol, leaf_sympy)
 
     pred_eq, ref_eq = _split(pred, "="), _split(ref, "=")
     if len(pred_eq) > 1 or len(ref_eq) > 1:
         return _equations_equal(pred_eq, ref_eq, rel_tol, leaf_sympy)
     return _leaf_equal(pred, ref, rel_tol, leaf_sympy)
+
+
+def _expand_pm(item: str) -> list[str]:
+    r"""`a \pm b` is the two answers a + b and a - b (one \pm only; `\mp` likewise).
+
+    >>> _expand_pm(r"1\pm\sqrt{5}"), _expand_pm(r"\pm5"), _expand_pm("7")
+    (['1+\\sqrt{5}', '1-\\sqrt{5}'], ['5', '-5'], ['7'])
+    """
+    found = list(_PM.finditer(item))
+    if len(found) != 1:
+        return [item]
+    head, tail = item[: found[0].start()], item[found[0].end() :]
+    if _split(head, "=") != [head] or "=" in tail:
+        return [item]
+    if not head:
+        return [tail, f"-{tail}"]
+    return [f"{head}+{tail}", f"{head}-{tail}"]
+
+
+def _items(text: str) -> list[str]:
+    r"""The answers a bare list names: split at top-level commas, each `name = a \pm b` expanded into two."""
+    items = []
+    for item in _split(text, ","):
+        equation = _split(item, "=")
+        if len(equation) == 2 and _VARIABLE.match(equation[0]) and _PM.search(equation[1]):
+            items += _expand_pm(equation[1])
+        else:
+            items += _expand_pm(item)
+    return items
+
+
+def _value_of(item: str) -> str:
+    """`x=5` -> `5`: the value of a `name = value` item of a list (anything else unchanged)."""
+    equation = _split(item, "=")
+    if len(equation) == 2 and _VARIABLE.match(equation[0]):
+        return equation[1]
+    return item
+
+
+def _as_interval(text: str) -> str | None:
+    r"""`x > 3` -> `(3,\infty)`, `-2 \leq x \leq 7` -> `[-2,7]`, `3 < x` -> `(3,\infty)`; None for anything else.
+
+    >>> _as_interval("x>3"), _as_interval(r"-2\leqx\leq7"), _as_interval(r"3<x"), _as_interval("x+y>3")
+    ('(3,\\infty)', '[-2,7]', '(3,\\infty)', None)
+    """
+    parts = [part.strip() for part in _RELATION.split(text)]
+    ops = [_INTERVAL_OPS[m.group(0)] for m in _RELATION.finditer(text)]
+    if not ops or len(ops) > 2 or any(not part for part in parts):
+        return None
+    variables = [i for i, part in enumerate(parts) if re.fullmatch(r"[a-zA-Z]|[a-zA-Z]\([a-z]\)", part)]
+    if len(variables) != 1:
+        return None
+    where = variables[0]
+    low, high, low_open, high_open = "-\\infty", "\\infty", True, True
+    if len(ops) == 2:
+        if where != 1 or ops[0][0] != ops[1][0]:
+            return None
+        (a, b), increasing = (parts[0], parts[2]), ops[0][0] == "<"
+        low, high = (a, b) if increasing else (b, a)
+        low_open, high_open = (ops[0] in "<>" and len(ops[0]) == 1), (ops[1] in "<>" and len(ops[1]) == 1)
+        if not increasing:
+            low_open, high_open = high_open, low_open
+    else:
+        op, other = ops[0], parts[1 - where]
+        # Say it as "x op other".
+        if where == 1:
+            op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[op]
+        if op.startswith("<"):
+            high, high_open = other, op == "<"
+        else:
+            low, low_open = other, op == ">"
+    return f"{'(' if low_open else '['}{low},{high}{')' if high_open else ']'}"
 
 
 def _equations_equal(pred: list[str], ref: list[str], rel_tol: float, leaf_sympy: LeafCheck | None) -> bool:
@@ -129,24 +237,26 @@ def _leaf_equal(pred: str, ref: str, rel_tol: float, leaf_sympy: LeafCheck | Non
 
 
 def numbers_equal(pred: Number, ref: Number, rel_tol: float) -> bool:
-    """Exact equality, or within `rel_tol` of the reference when the reference is a decimal (maybe rounded).
+    """Exact equality; or, when the reference is a decimal (maybe rounded), a prediction that rounds to it (within
+    half its last digit: 1/3 is 0.33, 2.2018 is not 2.2017, 0.3 is not 0.33) or lies within `rel_tol` of it.
 
     When only one side has a percent sign, either reading of it may match ("25%" vs "25" or vs "0.25").
 
-    >>> numbers_equal(Number(Fraction(1, 3)), Number(Fraction(33, 100), decimal=True), rel_tol=1e-4)
-    False
-    >>> numbers_equal(Number(Fraction(1, 3)), Number(Fraction(33, 100), decimal=True), rel_tol=0.02)
-    True
+    >>> third, rounded = Number(Fraction(1, 3)), Number(Fraction(33, 100), decimal=True, ulp=Fraction(1, 100))
+    >>> numbers_equal(third, rounded, rel_tol=0), numbers_equal(Number(Fraction(3, 10)), rounded, rel_tol=0)
+    (True, False)
     >>> numbers_equal(Number(Fraction(1, 4)), Number(Fraction(25), percent=True), rel_tol=1e-4)
     True
     """
-    readings = [(pred.value, ref.value)]
+    readings = [(pred.value, ref.value, ref.ulp)]
     if pred.percent != ref.percent:
-        readings.append((pred.value / 100, ref.value) if pred.percent else (pred.value, ref.value / 100))
-    for p, r in readings:
+        readings.append((pred.value / 100, ref.value, ref.ulp) if pred.percent
+                        else (pred.value, ref.value / 100, ref.ulp and ref.ulp / 100))
+    for p, r, ulp in readings:
         if p == r:
             return True
-        if ref.decimal and abs(p - r) <= Fraction(rel_tol) * abs(r):
+        # A rounded reference: the prediction must round to it (within half its last digit), or be within rel_tol.
+        if ref.decimal and ulp and abs(p - r) <= max(Fraction(rel_tol) * abs(r), ulp / 2):
             return True
     return False
 

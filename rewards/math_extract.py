@@ -12,7 +12,15 @@ import re
 MAX_ANSWER_CHARS = 1000
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
-_LAST_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
+# A number not glued to a word before it ("AZYUK2A" holds no answer).
+_LAST_NUMBER = re.compile(r"(?<![A-Za-z_\d.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?")
+_FINAL_ANSWER_COLON = re.compile(r"final answer\W{0,4}:\W{0,4}", re.IGNORECASE)
+_MATH_SEGMENT = re.compile(r"\$\$(.{1,1000}?)\$\$|\$(.{1,1000}?)\$|\\\((.{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]", re.DOTALL)
+_EQUALS = re.compile(r"(?<![<>!\\])=(?!=)")
+_COMMAND = re.compile(r"\\[a-zA-Z]+")
+# Boxes separated only by commas, "and", spacing or dollars: one answer in several boxes.
+_BOX_SEPARATOR = re.compile(r"^(?:\s|,|;|\$|\\[(),;]|\\q?quad|and|\\text\{\s*(?:and|,)?\s*\})*$")
+_MATH_TAIL = 2000  # the last math segment is looked for in the last 2,000 characters only
 _ANSWER_IS = re.compile(r"answer is\s*:?", re.IGNORECASE)
 _TRAILING = " \t\n.,;:!"
 _MAX_BOX_TRIES = 8
@@ -40,6 +48,34 @@ def find_boxed(text: str) -> str | None:
         # An unclosed box: try the one before it.
         start = max(text.rfind(command, 0, start) for command in _BOX_COMMANDS)
     return None
+
+
+def find_boxes(text: str) -> str | None:
+    r"""The content of the last `\boxed{}`, joined with the boxes just before it when only commas, "and" or
+    spacing separate them (`\boxed{1}, \boxed{2}` is the answer `1, 2`).
+
+    >>> find_boxes(r"so \boxed{3}. Roots: $\boxed{1}$ and $\boxed{-2}$.")
+    '1, -2'
+    """
+    last = find_boxed(text)
+    if last is None:
+        return None
+    parts = [last]
+    end = max(text.rfind(command) for command in _BOX_COMMANDS)
+    for _ in range(_MAX_BOX_TRIES):
+        start = max(text.rfind(command, 0, end) for command in _BOX_COMMANDS)
+        if start < 0:
+            break
+        command = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
+        content = _braced_content(text, start + len(command))
+        if content is None:
+            break
+        close = text.find(content, start) + len(content) + 1
+        if not _BOX_SEPARATOR.match(text[close:end]):
+            break
+        parts.insert(0, content)
+        end = start
+    return ", ".join(parts)
 
 
 def _braced_content(text: str, position: int) -> str | None:
@@ -78,10 +114,25 @@ def find_minerva(text: str) -> str | None:
         rest = rest[:hope]
     else:
         rest = rest.split("\n", 1)[0]
-    rest = rest.strip().rstrip(_TRAILING)
-    if rest.startswith("$"):
-        rest = rest.strip("$").strip()
-    return rest or None
+    rest = rest.strip()
+    if rest.startswith(("$", "\\(", "**")):
+        return _first_form(rest).strip() or None  # delimited: keep a closing "!" (5!)
+    return rest.rstrip(_TRAILING).strip() or None
+
+
+def _first_form(rest: str) -> str:
+    r"""The answer at the start of `rest`: the first `$...$`, `\(...\)` or `**...**` when it opens with one (so
+    "$12$ in total" and "$\frac12$, or $0.5$" give the first form), else the text up to the end of the sentence."""
+    rest = rest.strip()
+    for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**")):
+        if rest.startswith(opener):
+            end = rest.find(closer, len(opener))
+            while closer == "$" and end > 0 and rest[end - 1] == "\\":  # "\$18" is a dollar sign, not a delimiter
+                end = rest.find(closer, end + 1)
+            if end > len(opener):
+                inner = rest[len(opener) : end].strip()
+                return _first_form(inner) if inner.startswith(("$", "**", "\\(")) else inner
+    return rest
 
 
 def find_gsm8k(text: str) -> str | None:
@@ -112,12 +163,50 @@ def find_answer_is(text: str) -> str | None:
     match = _ANSWER_IS.match(window)
     if match is None:
         return None
-    rest = window[match.end() :].split("\n", 1)[0]
+    rest = window[match.end() :].split("\n", 1)[0].strip()
+    if rest.startswith(("$", "**", "\\(")):
+        rest = _first_form(rest)
     # A sentence ends at ". " (a period inside 3.5 is followed by a digit, not a space).
     sentence_end = rest.find(". ")
     if sentence_end >= 0:
         rest = rest[:sentence_end]
-    return rest.strip().rstrip(_TRAILING).strip("$ ").rstrip(_TRAILING) or None
+    return rest.strip().rstrip(_TRAILING).strip("$ *").rstrip(_TRAILING) or None
+
+
+def find_final_answer_colon(text: str) -> str | None:
+    """The `X` of the last "Final answer: X" (markdown bold allowed around the label or the answer).
+
+    >>> find_final_answer_colon("**Final answer:** 17")
+    '17'
+    """
+    last = None
+    for last in _FINAL_ANSWER_COLON.finditer(text[-(MAX_ANSWER_CHARS * 4) :]):
+        pass
+    if last is None:
+        return None
+    rest = text[-(MAX_ANSWER_CHARS * 4) :][last.end() - 2 if last.group(0).endswith("**") else last.end() :]
+    rest = _first_form(rest.lstrip(" *").split("\n", 1)[0] if not rest.lstrip(" *").startswith("$$") else rest.lstrip(" *"))
+    return rest.strip().rstrip(_TRAILING).strip("$ *").rstrip(_TRAILING) or None
+
+
+def find_last_math(text: str) -> str | None:
+    r"""The last `$...$`, `\(...\)` or `\[...\]` of the text (its right-hand side after the last `=`).
+
+    >>> find_last_math(r"The area is $24$ square units, since $6 \cdot 4 = 24$.")
+    '24'
+    """
+    tail = text[-_MATH_TAIL:]
+    last = None
+    for last in _MATH_SEGMENT.finditer(tail):
+        pass
+    if last is None:
+        return None
+    segment = next(group for group in last.groups() if group is not None).strip()
+    sides = _EQUALS.split(segment)
+    # "6 \cdot 4 = 24" is a computation: its answer is the right-hand side. "y = 2x + 3" is the answer itself.
+    if len(sides) > 1 and "\\begin" not in segment and not re.search(r"[a-zA-Z]", _COMMAND.sub("", sides[0])):
+        segment = sides[-1].strip()
+    return segment.rstrip(_TRAILING) or None
 
 
 def find_last_number(text: str) -> str | None:
@@ -134,17 +223,23 @@ def find_last_number(text: str) -> str | None:
     return last.group(0) if last else None
 
 
-def extract_answer(text: str, *, fallback_number: bool = True) -> str | None:
+def extract_answer(text: str, *, fallback_number: bool = True, strict: bool = False) -> str | None:
     r"""The final answer of a solution, or None if it has none.
 
     Several forms may appear in one solution; the first of these that is present wins:
 
     1. the Minerva/SCoRe form "Final Answer: The final answer is $X$. I hope it is correct." (last occurrence);
-       a `\boxed{}` inside X is unwrapped;
+       a `\boxed{}` inside X is unwrapped, and of "$X$ in total" or "$X$, or $Y$" the first form is taken;
     2. the last `\boxed{...}` / `\fbox{...}` (nested braces handled);
     3. the GSM8K form "#### X" (last occurrence);
-    4. "The answer is X" (last occurrence, up to the end of that sentence);
-    5. if `fallback_number` is True, the last bare number in the text.
+    4. "The answer is X" (last occurrence, up to the end of that sentence; markdown bold dropped);
+    5. "Final answer: X" (markdown bold allowed);
+    6. the last `$...$`, `\(...\)` or `\[...\]` near the end (the right-hand side of its last `=`);
+    7. if `fallback_number` is True, the last bare number in the text.
+
+    With `strict=True` only the instructed forms count, 1 and 2: a solution that does not end with the
+    "Final Answer: The final answer is ..." line or a `\boxed{}` has no answer (for training with a format
+    requirement; evaluation uses the default).
 
     Answers longer than `MAX_ANSWER_CHARS` count as no answer.
 
@@ -154,19 +249,23 @@ def extract_answer(text: str, *, fallback_number: bool = True) -> str | None:
     '\\frac{1}{\\sqrt{2}}'
     >>> extract_answer("Natalia sold 48/2 = 24 clips.\n#### 72")
     '72'
-    >>> extract_answer("12+30=42")
+    >>> extract_answer("Adding, the answer is **42**.")
     '42'
-    >>> extract_answer("12+30=42", fallback_number=False) is None
+    >>> extract_answer("12+30=42"), extract_answer("12+30=42", fallback_number=False)
+    ('42', None)
+    >>> extract_answer("The answer is 42.", strict=True) is None
     True
     """
     if not isinstance(text, str) or not text:
         return None
-    for finder in (find_minerva, find_boxed, find_gsm8k, find_answer_is):
+    finders = (find_minerva, find_boxes) if strict else (
+        find_minerva, find_boxes, find_gsm8k, find_answer_is, find_final_answer_colon, find_last_math)
+    for finder in finders:
         answer = finder(text)
         if answer is not None:
             break
     else:
-        answer = find_last_number(text) if fallback_number else None
+        answer = find_last_number(text) if fallback_number and not strict else None
     if answer is None:
         return None
     boxed = find_boxed(answer)

@@ -19,8 +19,8 @@ UNIT_WORDS = (
     "liter|litre|l|ml|gallon|acre|sq|square|cubic|cm\\^2|cm\\^3|m\\^2|m\\^3|point|person|people|student|apple|"
     "times|way|ball|book|page|child|children|marble|cookie|egg|box|car|coin|tree|bag"
 )
-_UNIT_TEXT = re.compile(rf"^(?:{UNIT_WORDS})(?:e?s)?\.?$", re.IGNORECASE)
-_TRAILING_UNIT = re.compile(rf"(?<=[\d}}])\s*(?:{UNIT_WORDS})(?:e?s)?\.?$", re.IGNORECASE)
+_UNIT_TEXT = re.compile(rf"^(?:(?:square|sq|cubic|sq\.)\s+)?(?:{UNIT_WORDS})(?:e?s)?\.?$", re.IGNORECASE)
+_TRAILING_UNIT = re.compile(rf"(?<=[\d}}])\s*(?:(?:square|sq|cubic)\s+)?(?:{UNIT_WORDS})(?:e?s)?\.?$", re.IGNORECASE)
 _LEADING_CURRENCY = re.compile(r"^(?:\\\$|\$|US\$|USD|Rs\.?|€|£)\s*")
 _TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*\{")
 _DROP = re.compile(
@@ -48,7 +48,14 @@ _ALIASES = [
     (re.compile(r"\\(?:varnothing|emptyset)|\\\{\s*\\\}"), r"\\emptyset"),
     (re.compile(r"\\\$|\\%"), lambda m: "%" if m.group(0) == "\\%" else ""),
     (re.compile(r"\{,\}"), ","),
-    (re.compile(r"\s*(?:\\text\{\s*)?\b(?:percent|pct)\b(?:\s*\})?"), "%"),
+    (re.compile(r"\s*(?:\\text\{\s*)?\b(?:percent|pct|percentage)\b(?:\s*\})?"), "%"),
+    # All reals, in any notation, is the interval (-oo, oo).
+    (re.compile(r"\\mathbb\s*\{?R\}?|\\R(?![a-zA-Z])|\\(?:text|mathrm)\{\s*all real numbers\s*\}|^all real numbers$"),
+     r"(-\\infty,\\infty)"),
+    # Membership: "t \in (0,4]" is the set itself.
+    (re.compile(r"^\s*[a-zA-Z]\s*\\in\s*"), ""),
+    (re.compile(r"(?:\\(?:ldots|dots|cdots)|\.\.\.)\s*$"), "…"),  # kept apart from the trailing "." we strip
+    (re.compile(r"\+\s*\\infty"), r"\\infty"),
 ]
 
 
@@ -147,6 +154,7 @@ def normalize(answer: str) -> str:
     text = _UNIT_POWER.sub(r"\1", text)
     text = _unwrap_command(text, _TEXT_COMMAND, _keep_text)
     text = _WORD_AND_OR.sub(",", text).strip().rstrip(".").strip()
+    text = text.replace(";", ",")  # "-12; -11; -10": a list (LaTeX spacing "\;" is gone by now)
     text = _TRAILING_UNIT.sub("", text)
     mixed = _MIXED_SPACED.match(text)
     if mixed:
@@ -160,7 +168,19 @@ def normalize(answer: str) -> str:
     text = _SPACE_AFTER_COMMAND.sub("\\1\x00", text)
     text = re.sub(r"\s+", "", text).replace("\x00", " ")
     text = re.sub(r",+", ",", text).strip(",").rstrip(".")
+    # Plain braces around the whole answer only group in LaTeX: "{1,3}" is "1,3" (a set is written "\{1,3\}").
+    if text.startswith("{") and text.endswith("}") and _balanced_braces(text[1:-1]):
+        text = text[1:-1]
     return _strip_wrappers(text)
+
+
+def _balanced_braces(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _strip_wrappers(text: str) -> str:
@@ -178,18 +198,45 @@ def _strip_wrappers(text: str) -> str:
 
 @dataclass(frozen=True)
 class Number:
-    """A plain number read exactly. `decimal`: written with a decimal point (so maybe rounded); `percent`: had %."""
+    """A plain number read exactly. `decimal`: written with a decimal point (so maybe rounded), and then `ulp` is the
+    value of its last written digit (0.25 -> 1/100); `percent`: had %."""
 
     value: Fraction
     decimal: bool = False
     percent: bool = False
+    ulp: Fraction | None = None
 
 
 _INT = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)"
-_DECIMAL = re.compile(rf"^({_INT})?(?:\.(\d+))?(?:(?:e|E|\\times10\^|\*10\^|\\cdot10\^|\*\*)\{{?([+-]?\d{{1,4}})\}}?)?$")
+_DECIMAL = re.compile(rf"^({_INT})?(?:\.(\d+))?(?:(?:e|E|\\times ?10\^|\*10\^|\\cdot ?10\^|\*\*)\{{?([+-]?\d{{1,4}})\}}?)?$")
 _SLASH = re.compile(r"^(-?\d+)/(-?\d+)$")
 _FRAC = re.compile(r"^(-?)(\d+)?\\frac\{(-?\d+(?:\.\d+)?)\}\{(-?\d+(?:\.\d+)?)\}$")
+_BASE = re.compile(r"^([0-9A-Za-z]+)_\{?(\d{1,2})\}?$")
+_REPEATING = re.compile(r"^(-?)(\d*)\.(\d*)\\overline\{(\d{1,12})\}$")
+_ELLIPSIS = re.compile(r"^(-?)(\d*)\.(\d{3,30})…$")
 _MAX_EXPONENT = 400
+
+
+def _repeating(sign: str, whole: str, fixed: str, period: str) -> Number:
+    """0.8(3) = 0.8 + 3 / (9 * 10)."""
+    value = Fraction(int(whole or "0")) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(period), (10 ** len(period) - 1) * 10 ** len(fixed))
+    return Number(-value if sign else value)
+
+
+def _ellipsis(sign: str, whole: str, digits: str) -> Number | None:
+    """0.8333... and 0.090909...: the shortest period (up to 6 digits) that repeats at least three times at the end
+    (twice for periods of two or more digits). Anything else is not a repeating decimal."""
+    for length in range(1, 7):
+        period = digits[-length:]
+        copies = 0
+        rest = digits
+        while rest.endswith(period):
+            rest = rest[: -length]
+            copies += 1
+        if copies >= (3 if length == 1 else 2):
+            return _repeating(sign, whole, rest, period)
+    return None
 
 
 def parse_number(text: str) -> Number | None:
@@ -200,9 +247,13 @@ def parse_number(text: str) -> Number | None:
     >>> parse_number("-2\\frac{1}{4}").value
     Fraction(-9, 4)
     >>> parse_number("2.5e3")
-    Number(value=Fraction(2500, 1), decimal=True, percent=False)
-    >>> parse_number("12.5%")
-    Number(value=Fraction(25, 2), decimal=True, percent=True)
+    Number(value=Fraction(2500, 1), decimal=True, percent=False, ulp=Fraction(100, 1))
+    >>> parse_number("12.5%").value, parse_number("12.5%").percent
+    (Fraction(25, 2), True)
+    >>> parse_number("201_3").value, parse_number("1A_{16}").value
+    (Fraction(19, 1), Fraction(26, 1))
+    >>> parse_number("0.8\\overline{3}").value, parse_number("0.666...").value
+    (Fraction(5, 6), Fraction(2, 3))
     >>> parse_number("x") is None
     True
     """
@@ -216,16 +267,19 @@ def parse_number(text: str) -> Number | None:
     if match and (match.group(1) is not None or match.group(2) is not None) and text not in ("-", "."):
         whole, fraction, exponent = match.groups()
         whole = (whole or "0").replace(",", "")
-        sign = -1 if whole.startswith("-") else 1
+        sign = -1 if whole.startswith("-") or text.startswith("-") else 1
         value = Fraction(abs(int(whole)))
         if fraction:
             value += Fraction(int(fraction), 10 ** len(fraction))
+        scale = 0
         if exponent is not None:
-            if abs(int(exponent)) > _MAX_EXPONENT:
+            scale = int(exponent)
+            if abs(scale) > _MAX_EXPONENT:
                 return None
-            value *= Fraction(10) ** int(exponent)
-        is_decimal = fraction is not None or (exponent is not None and int(exponent) < 0)
-        return Number(sign * value, decimal=is_decimal, percent=percent)
+            value *= Fraction(10) ** scale
+        is_decimal = fraction is not None or (exponent is not None and scale < 0)
+        ulp = Fraction(10) ** (scale - len(fraction or "")) if is_decimal else None
+        return Number(sign * value, decimal=is_decimal, percent=percent, ulp=ulp)
     match = _SLASH.match(text)
     if match:
         numerator, denominator = int(match.group(1)), int(match.group(2))
@@ -240,4 +294,66 @@ def parse_number(text: str) -> Number | None:
             value = int(whole) + value
         decimal = "." in numerator or "." in denominator
         return Number(-value if sign else value, decimal=decimal, percent=percent)
+    match = _REPEATING.match(text)
+    if match:
+        return _repeating(*match.groups())
+    match = _ELLIPSIS.match(text)
+    if match:
+        return _ellipsis(*match.groups())
+    match = _BASE.match(text)
+    if match:
+        digits, base = match.group(1), int(match.group(2))
+        if 2 <= base <= 36:
+            try:
+                return Number(Fraction(int(digits, base)))
+            except ValueError:
+                return None
     return None
+
+
+# Units that change the value of an answer: two answers with different ones differ ("7 km" is not "7 m").
+# Count words ("units", "apples", "ways") are not units: they are dropped and never compared.
+_UNIT_NAMES = {
+    "meter": ("m", "meter", "metre"), "centimeter": ("cm", "centimeter", "centimetre"),
+    "millimeter": ("mm", "millimeter", "millimetre"), "kilometer": ("km", "kilometer", "kilometre"),
+    "inch": ("in", "inch", "inche"), "foot": ("ft", "foot", "feet"), "yard": ("yd", "yard"), "mile": ("mi", "mile"),
+    "gram": ("g", "gram"), "kilogram": ("kg", "kilogram"), "milligram": ("mg", "milligram"), "pound": ("lb", "lbs", "pound"),
+    "ounce": ("oz", "ounce"), "second": ("s", "sec", "second"), "minute": ("min", "minute"), "hour": ("h", "hr", "hour"),
+    "day": ("day",), "week": ("week",), "month": ("month",), "year": ("yr", "year"), "liter": ("l", "liter", "litre"),
+    "milliliter": ("ml", "milliliter", "millilitre"), "gallon": ("gal", "gallon"), "dollar": ("dollar", "usd"),
+    "cent": ("cent", "¢"), "euro": ("euro", "€"), "mph": ("mph",), "kmh": ("kmh", "kph"), "acre": ("acre",),
+    "degree": ("degree", "deg"), "radian": ("rad", "radian"), "percent": ("percent",),
+}
+_UNIT_CANON = {alias: name for name, aliases in _UNIT_NAMES.items() for alias in aliases}
+_UNIT_AT_END = re.compile(
+    r"(?:\\(?:text|mbox|mathrm|textnormal|textrm|operatorname)\s*\{\s*([^{}]{1,40}?)\s*\}|(?<=[\d}\s])([a-zA-Z¢€]{1,12}))"
+    r"\s*(?:\^\s*\{?\s*([23])\s*\}?)?\s*\.?\s*$"
+)
+
+
+def unit_of(answer: str) -> str | None:
+    r"""The unit an answer ends with, canonical ("centimeter^2"), or None when it has none we compare.
+
+    >>> unit_of(r"15\mbox{ cm}^2"), unit_of(r"7 \text{ km}"), unit_of(r"\$20"), unit_of("20 cents")
+    ('centimeter^2', 'kilometer', 'dollar', 'cent')
+    >>> unit_of(r"12 \text{ square feet}"), unit_of(r"4 \text{ square units}"), unit_of("x + 5")
+    ('foot^2', None, None)
+    """
+    text = answer.strip().strip("$").strip()
+    if text.startswith(("\\$", "$", "US$", "USD")):
+        return "dollar"
+    match = _UNIT_AT_END.search(text)
+    if match is None:
+        return None
+    words = (match.group(1) or match.group(2) or "").strip().lower().rstrip(".").split()
+    power = int(match.group(3) or 1)
+    if len(words) == 2 and words[0] in ("square", "sq", "cubic"):
+        power, words = (3 if words[0] == "cubic" else 2), words[1:]
+    if len(words) != 1:
+        return None
+    word = words[0]
+    name = _UNIT_CANON.get(word) or _UNIT_CANON.get(word[:-1] if word.endswith("s") else word) or (
+        _UNIT_CANON.get(word[:-2]) if word.endswith("es") else None)
+    if name is None:
+        return None
+    return f"{name}^{power}" if power > 1 else name

@@ -19,7 +19,7 @@ from functools import lru_cache
 import sympy
 from latex2sympy2_extended.latex2sympy2 import ConversionConfig, NormalizationConfig, latex2sympy
 
-from rewards.math_normalize import AnswerTooComplex
+from rewards.math_normalize import AnswerTooComplex, parse_number
 
 MAX_DIGITS = 10_000
 _SAMPLES = (sympy.Rational(-137, 100), sympy.Rational(61, 100), sympy.Rational(229, 100),
@@ -28,11 +28,16 @@ _NORMALIZATION = NormalizationConfig(basic_latex=True, units=False, malformed_op
 _CONVERSION = ConversionConfig()
 _I_SYMBOL = sympy.Symbol("i")
 _PLAIN_FUNCTION = re.compile(r"(?<!\\)\b(sqrt|sin|cos|tan|log|ln|exp)\(")
+# A decimal literal is read as the exact number it writes (1.732 is 1732/1000), never as a float: an approximation
+# then cannot equal an irrational reference, and big integers are never rounded.
+_DECIMAL_LITERAL = re.compile(r"(?<![\d.])(\d*)\.(\d{1,50})(?![\d.])")
 
 
 def _plain_to_latex(text: str) -> str:
     """Plain-text syntax models write (`sqrt(2)`, `x**2`) into LaTeX that the parser reads."""
     text = text.replace("**", "^")
+    text = _DECIMAL_LITERAL.sub(lambda m: f"\\frac{{{int(m.group(1) or 0) * 10 ** len(m.group(2)) + int(m.group(2))}}}"
+                                          f"{{{10 ** len(m.group(2))}}}", text)
     for _ in range(20):
         match = _PLAIN_FUNCTION.search(text)
         if match is None:
@@ -105,16 +110,24 @@ def sympy_equal(pred: str, ref: str, rel_tol: float, *, equation: bool = False) 
         return False
     if equation:
         return _proportional(p, r)
-    return values_equal(p, r, rel_tol if "." in ref else 0.0)
+    if "." not in ref:
+        return values_equal(p, r, 0.0, 0.0)  # an exact reference needs an exact answer
+    number = parse_number(ref)
+    half_ulp = float(number.ulp) / 2 if number is not None and number.ulp else 0.5 * 10.0 ** -max(
+        len(m.group(2)) for m in _DECIMAL_LITERAL.finditer(ref)) if _DECIMAL_LITERAL.search(ref) else 0.0
+    return values_equal(p, r, rel_tol, half_ulp)
 
 
-def values_equal(p, r, rel_tol: float) -> bool:
-    """Equality of two parsed values (numbers, expressions, matrices, sets, relations)."""
+def values_equal(p, r, rel_tol: float, half_ulp: float = 0.0) -> bool:
+    """Equality of two parsed values (numbers, expressions, matrices, sets, relations). Constants must be exactly
+    equal, or within `half_ulp` (half the last digit of a rounded reference) or `rel_tol` (relative) of it."""
+    if isinstance(p, sympy.Basic) and isinstance(r, sympy.Basic) and (p.has(sympy.zoo, sympy.nan) or r.has(sympy.zoo, sympy.nan)):
+        return False  # 12:00 and 1:00 both read as x/0: undefined values are never equal
     if p == r:
         return True
     if isinstance(p, sympy.MatrixBase) or isinstance(r, sympy.MatrixBase):
         return (isinstance(p, sympy.MatrixBase) and isinstance(r, sympy.MatrixBase) and p.shape == r.shape
-                and all(values_equal(a, b, rel_tol) for a, b in zip(p, r)))
+                and all(values_equal(a, b, rel_tol, half_ulp) for a, b in zip(p, r)))
     if isinstance(p, sympy.Set) or isinstance(r, sympy.Set):
         return _sets_equal(p, r)
     if isinstance(p, sympy.core.relational.Relational) or isinstance(r, sympy.core.relational.Relational):
@@ -124,23 +137,26 @@ def values_equal(p, r, rel_tol: float) -> bool:
     if p.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan) or r.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
         return False  # infinities equal only when identical, checked above
     if not (p.free_symbols | r.free_symbols):
-        return _close(p, r, rel_tol)
+        return _close(p, r, rel_tol, half_ulp)
     agree = _agree_at_samples(p, r, rel_tol)
     if agree is not None:
         return agree
     return sympy.simplify(p - r) == 0
 
 
-def _close(p, r, rel_tol: float) -> bool:
-    """Two constant expressions, compared to 30 significant digits (or within rel_tol of a rounded reference)."""
+def _close(p, r, rel_tol: float, half_ulp: float) -> bool:
+    """Two constant expressions: exactly equal (their difference is 0 to 40 digits), or, for a rounded reference,
+    within `rel_tol` of it and within half its last digit."""
     try:
-        pv, rv = complex(sympy.N(p, 30)), complex(sympy.N(r, 30))
+        difference = complex(sympy.N(p - r, 50))
+        rv = complex(sympy.N(r, 30))
     except (TypeError, ValueError):
         return sympy.simplify(p - r) == 0
-    if not all(math.isfinite(x) for x in (pv.real, pv.imag, rv.real, rv.imag)):
+    if not all(math.isfinite(x) for x in (difference.real, difference.imag, rv.real, rv.imag)):
         return False
-    tolerance = max(rel_tol, 1e-12) * max(abs(rv), 1e-300)
-    return abs(pv - rv) <= tolerance
+    if half_ulp == 0 and rel_tol == 0:
+        return abs(difference) <= 1e-40 * max(abs(rv), 1.0)
+    return abs(difference) <= max(rel_tol * abs(rv), half_ulp)
 
 
 def _agree_at_samples(p, r, rel_tol: float) -> bool | None:
