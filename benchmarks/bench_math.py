@@ -11,6 +11,10 @@ Ordinary rows are timed in this process, one pass each (checks/s). Adversarial r
 worker process (`rewards.math_pool.CheckPool`) with a hard limit, so a baseline that hangs cannot stall the
 benchmark; ours also runs them in-process through `is_equiv`, which must return within its own `timeout`.
 
+Then the independent corpora (tests/data/math_independent.jsonl, the tuning split, and math_holdout.jsonl, the
+never-tuned split; built by benchmarks/make_math_corpora.py), each checker on every row: rows with a full solution
+text go through each checker's own extraction (ours: `score`; math-verify: `parse` of the text).
+
 Run: python benchmarks/bench_math.py [--workers 2] [--timeout 5]
 """
 
@@ -235,5 +239,48 @@ def main() -> None:
           f"{adv_stats.timeouts} killed at the limit, {adv_stats.crashes} crashes.")
 
 
+def independent(args) -> None:
+    """Agreement with the labels of the independent corpora, side by side, and checks/s."""
+    import logging
+
+    from math_verify import parse, verify
+
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+
+    def math_verify_row(row) -> bool:
+        try:
+            pred = parse(row["text"]) if "text" in row else parse(f"${row['prediction']}$")
+            return bool(verify(parse(f"${row['reference']}$"), pred))
+        except Exception:
+            return False
+
+    def hendrycks_row(row) -> bool:
+        from rewards.math import extract_answer
+
+        answer = extract_answer(row["text"]) if "text" in row else row["prediction"]
+        return answer is not None and hendrycks_is_equiv(answer, row["reference"])
+
+    print()
+    print("| corpus | rows | checker | agreement | false positives | checks/s |")
+    print("|---|---:|---|---:|---:|---:|")
+    for name in ("math_independent.jsonl", "math_holdout.jsonl"):
+        rows = [json.loads(line) for line in (CORPUS.parent / name).read_text().splitlines()[1:]]
+        label = "never-tuned" if "holdout" in name else "tuning"
+        texts = [row.get("text") or solution_text(row["prediction"]) for row in rows]
+        start = time.perf_counter()
+        ours = [s == 1.0 for s in score(texts, [r["reference"] for r in rows], workers=args.workers, timeout=args.timeout)]
+        ours_rate = len(rows) / (time.perf_counter() - start)
+        results = [("**ours** `rewards.math.score`", ours, ours_rate)]
+        for checker_name, checker in (("math-verify 0.9", math_verify_row), ("Hendrycks `is_equiv`", hendrycks_row)):
+            start = time.perf_counter()
+            got = [checker(row) for row in rows]
+            results.append((checker_name, got, len(rows) / (time.perf_counter() - start)))
+        for checker_name, got, rate in results:
+            agree = sum(g == row["equal"] for g, row in zip(got, rows)) / len(rows)
+            false_pos = sum(g and not row["equal"] for g, row in zip(got, rows))
+            print(f"| {name} ({label}) | {len(rows)} | {checker_name} | {agree:.1%} | {false_pos} | {rate:,.0f} |")
+
+
 if __name__ == "__main__":
     main()
+    independent(argparse.Namespace(workers=2, timeout=5.0))

@@ -130,7 +130,12 @@ def test_the_killed_worker_process_is_really_gone():
 
         results, stats = pool.run([(_check, (*HANGS, 0.0))], timeout=1.0)
         assert results == [TIMEOUT] and stats.timeouts == 1
-        time.sleep(0.2)  # the zygote reaps the killed worker asynchronously
+        deadline = time.monotonic() + 5  # the zygote reaps the killed worker asynchronously
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     finally:

@@ -1,0 +1,113 @@
+"""rewards.math on answers it was not written against, wherever it is called, and on adversarial input.
+
+The corpora (tests/data/math_independent.jsonl for tuning, tests/data/math_holdout.jsonl never tuned on) come from
+MATH-500, GSM8K, reasoning-gym, real model outputs, math-verify's own test cases and the issue's categories; see
+benchmarks/make_math_corpora.py for how each row was built and labelled.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rewards.math import extract_answer, is_equiv, score
+
+DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
+ROOT = Path(__file__).resolve().parents[2]
+# Categories where a false positive is a reward a policy could farm: none is allowed.
+NO_FALSE_POSITIVES = ("issue:integer", "issue:approximation", "issue:units")
+
+
+def load(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).read_text().splitlines()[1:]]
+
+
+def verdicts(rows: list[dict]) -> list[bool]:
+    """Our verdict on every row: full texts through extraction, bare answers as they are."""
+    texts = [row.get("text") or f"Final Answer: The final answer is ${row['prediction']}$. I hope it is correct."
+             for row in rows]
+    return [s == 1.0 for s in score(texts, [row["reference"] for row in rows], workers=2, timeout=5.0)]
+
+
+@pytest.mark.parametrize(("name", "floor"), [("math_independent.jsonl", 0.985), ("math_holdout.jsonl", 0.97)])
+def test_agreement_with_independent_labels(name, floor):
+    rows = load(name)
+    got = verdicts(rows)
+    agree = sum(g == row["equal"] for g, row in zip(got, rows)) / len(rows)
+    assert agree >= floor, f"{name}: {agree:.3f}"
+    false_positives = [row for g, row in zip(got, rows) if g and not row["equal"]
+                       and row["category"].startswith(NO_FALSE_POSITIVES)]
+    assert false_positives == []
+
+
+GUARDED = """
+from rewards.math import is_equiv, score
+PAIRS = [("z^2+z", "z(z+1)"), ("1.7320508075688772", "\\\\sqrt{3}"), ("3^{45}+1", "3^{45}"), ("(x+1)^2", "x^2+2x+1"),
+         ("\\\\frac{\\\\sqrt2}{2}", "\\\\frac{1}{\\\\sqrt2}"), ("x > 3", "(3,\\\\infty)")]
+print([is_equiv(p, r) for p, r in PAIRS], score(["\\\\boxed{x^2-1}"], ["(x-1)(x+1)"]))
+"""
+
+
+def _run(args, **kwargs) -> str:
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT, **kwargs)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_heredoc_and_unguarded_scripts_give_the_guarded_verdicts(tmp_path):
+    """Workers are their own module: a script read from stdin or without a __main__ guard is not re-run."""
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text("def main():\n" + textwrap.indent(GUARDED, "    ") + "\nif __name__ == '__main__':\n    main()\n")
+    unguarded = tmp_path / "unguarded.py"
+    unguarded.write_text(GUARDED)
+    expected = _run([sys.executable, str(guarded)])
+    assert expected == "[True, False, False, True, True, True] [1.0]"
+    assert _run([sys.executable, str(unguarded)]) == expected
+    assert _run([sys.executable, "-"], input=GUARDED) == expected
+
+
+ADVERSARIAL = [
+    "10^{10^{10^{10}}}", "9^{9^{9^{9}}}", "((((100!)!)!)!)", "(10^{8})!", "\\sum_{k=1}^{10^8} k^{k}",
+    "\\prod_{k=1}^{10^{9}} k", "2^{2^{2^{2^{2^{2}}}}}", "x" * 100_000, "(" * 50_000 + ")" * 50_000,
+    "\\frac{" * 5000 + "1" + "}{2}" * 5000, "1" * 100_000, "\\sqrt{" * 400 + "2" + "}" * 400,
+    "\\int_0^{10^{9}} e^{x^{x}} dx", "e^{e^{e^{e^{e^{10}}}}}", "\\binom{10^{12}}{10^{6}}",
+]
+
+
+def test_adversarial_answers_return_false_within_the_limit_and_never_raise():
+    limit = 1.0
+    is_equiv("z^2+z", "z(z+1)")  # the helper process starts once (not counted in any limit)
+    for answer in ADVERSARIAL:
+        for pred, ref in ((answer, "1"), ("1", answer)):
+            start = time.monotonic()
+            assert is_equiv(pred, ref, timeout=limit) is False
+            assert time.monotonic() - start < limit + 1.0, answer[:40]
+    texts = [f"\\boxed{{{answer}}}" for answer in ADVERSARIAL]
+    start = time.monotonic()
+    scores, stats = score(texts, ["1"] * len(texts), workers=2, timeout=limit, return_stats=True)
+    assert scores == [0.0] * len(texts) and stats.crashes == 0
+    assert stats.slowest < limit + 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "default", "strict"),
+    [
+        ("Final Answer: The final answer is $\\frac{3}{4}$. I hope it is correct.", "\\frac{3}{4}", "\\frac{3}{4}"),
+        ("So we get \\boxed{12}.", "12", "12"),
+        ("The answer is **42**.", "42", None),
+        ("**Final answer:** 17", "17", None),
+        ("Adding gives 30 + 12 = 42", "42", None),
+        ("The area is $24$, since $6 \\cdot 4 = 24$.", "24", None),
+        ("Roots: $\\boxed{1}$ and $\\boxed{-2}$.", "1, -2", "1, -2"),
+    ],
+)
+def test_strict_extraction_accepts_only_the_instructed_forms(text, default, strict):
+    assert extract_answer(text) == default
+    assert extract_answer(text, strict=True) == strict
+    assert score([text], [default], strict=True) == [1.0 if strict else 0.0]
