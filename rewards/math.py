@@ -6,12 +6,23 @@ r"""Math answer checking: find the final answer of a solution, decide whether it
     >>> is_equiv("0.75", "\\frac{3}{4}"), is_equiv("(1,3)", "[1,3]")
     (True, False)
 
-What "equal" means (the policy lives in `rewards.math_compare`): numbers in any form (thousands separators,
-decimals, `\frac`, `a/b`, mixed numbers, scientific notation, `%` when only one side has it), radicals and pi,
-expressions equal after algebra, `x = 5` vs `5`, intervals (ends must match), tuples (ordered), sets and bare comma
-lists (unordered), matrices, degrees, units and `\text{}` dropped, multiple-choice letters, `\infty`. A decimal
-reference may be rounded: a prediction within `rel_tol` (relative, default 1e-4) of it counts; an exact reference
-needs an exact value, so `0.33` is not `1/3` (pass `rel_tol=0.02` to accept it against a reference of `0.33`).
+What "equal" means (the structure policy lives in `rewards.math_compare`): numbers in any form (thousands
+separators, decimals, `\frac`, `a/b`, mixed numbers, scientific notation, repeating decimals, subscripted bases,
+`%` when only one side has it), radicals and pi, expressions equal after algebra, `x = 5` vs `5`, intervals (ends
+must match), tuples (ordered), sets and bare comma lists (unordered), `\pm`, matrices, degrees, multiple-choice
+letters, `\infty`; different units are different answers, a unit on one side only is dropped.
+
+Numbers, chosen so that a policy trained on this reward cannot farm a near miss:
+
+- Integers and decimals are exact numbers: `3^{45}+1` is not `3^{45}`; a decimal prediction against a decimal
+  reference must be the same number (`0.50` is `0.5`, but `3.1416` is not `3.14` and `0.54` is not `0.5`).
+- A decimal never equals an exact reference it only approximates: `1.732` is not `\sqrt{3}`, `0.33` is not `1/3`.
+- A decimal reference may be the rounding of an exact value: a prediction that no decimal writes exactly
+  (`\pi`, `\sqrt{2}`, `1/3`, `0.\overline{6}`) counts when it rounds to the reference at its last digit (`\pi`
+  vs `3.14`, `1/3` vs `0.33`). A prediction with a finite decimal form is compared as that decimal (`27/50` is
+  `0.54`, not `0.5`), and one written with decimals of its own is compared exactly.
+- `rel_tol` (default 0, off) accepts, on request, any prediction within that relative distance of a decimal
+  reference.
 
 How the time limit holds (no signals, so it works in any thread, Ray actor or subprocess):
 

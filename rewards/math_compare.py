@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from fractions import Fraction
 
-from rewards.math_normalize import Number, check_size, normalize, parse_number, unit_of
+from rewards.math_normalize import Number, check_size, finite_decimal, normalize, parse_number, unit_of
 
 # leaf_sympy(pred, ref, rel_tol, *, equation=False) -> bool; see rewards.math_sympy.sympy_equal.
 LeafCheck = Callable[..., bool]
@@ -237,16 +237,19 @@ def _leaf_equal(pred: str, ref: str, rel_tol: float, leaf_sympy: LeafCheck | Non
 
 
 def numbers_equal(pred: Number, ref: Number, rel_tol: float) -> bool:
-    """Exact equality; or, when the reference is a decimal (maybe rounded), a prediction that rounds to it (within
-    half its last digit: 1/3 is 0.33, 2.2018 is not 2.2017, 0.3 is not 0.33) or lies within `rel_tol` of it.
+    r"""Equal as exact numbers (`0.50` is `0.5` and `\frac12`; `3.1416` is not `3.14`; `0.54` is not `0.5`), except
+    that a decimal reference may be the rounding of a value that no decimal writes exactly: a prediction with no
+    finite decimal form (`1/3`, `5/6`, `0.\overline{6}`) counts when it rounds to the reference at the reference's
+    last digit. A prediction that has one (`27/50` is `0.54`) is compared as that decimal, exactly. `rel_tol` > 0
+    (off by default) also accepts any prediction within that relative distance of a decimal reference.
 
     When only one side has a percent sign, either reading of it may match ("25%" vs "25" or vs "0.25").
 
-    >>> third, rounded = Number(Fraction(1, 3)), Number(Fraction(33, 100), decimal=True, ulp=Fraction(1, 100))
-    >>> numbers_equal(third, rounded, rel_tol=0), numbers_equal(Number(Fraction(3, 10)), rounded, rel_tol=0)
-    (True, False)
-    >>> numbers_equal(Number(Fraction(1, 4)), Number(Fraction(25), percent=True), rel_tol=1e-4)
-    True
+    >>> equal = lambda pred, ref: numbers_equal(parse_number(pred), parse_number(ref), rel_tol=0)
+    >>> equal("1/3", "0.33"), equal("0.33", "1/3"), equal("3.1416", "3.14"), equal("27/50", "0.5")
+    (True, False, False, False)
+    >>> equal("0.50", "0.5"), equal("1/4", "25%"), equal("0.\\overline{6}", "0.67")
+    (True, True, True)
     """
     readings = [(pred.value, ref.value, ref.ulp)]
     if pred.percent != ref.percent:
@@ -255,8 +258,10 @@ def numbers_equal(pred: Number, ref: Number, rel_tol: float) -> bool:
     for p, r, ulp in readings:
         if p == r:
             return True
-        # A rounded reference: the prediction must round to it (within half its last digit), or be within rel_tol.
-        if ref.decimal and ulp and abs(p - r) <= max(Fraction(rel_tol) * abs(r), ulp / 2):
+        if rel_tol and ref.decimal and abs(p - r) <= Fraction(rel_tol) * abs(r):
+            return True
+        # A rounded reference: only a value no decimal can write exactly may round to it (within half its last digit).
+        if ref.rounded and not pred.decimal and not finite_decimal(p) and abs(p - r) <= ulp / 2:
             return True
     return False
 

@@ -198,13 +198,35 @@ def _strip_wrappers(text: str) -> str:
 
 @dataclass(frozen=True)
 class Number:
-    """A plain number read exactly. `decimal`: written with a decimal point (so maybe rounded), and then `ulp` is the
-    value of its last written digit (0.25 -> 1/100); `percent`: had %."""
+    """A plain number read exactly. `decimal`: written with a decimal point (or a negative power of ten), and then
+    `ulp` is the value of its last written digit (0.25 -> 1/100, 2.5e3 -> 100); `percent`: had %."""
 
     value: Fraction
     decimal: bool = False
     percent: bool = False
     ulp: Fraction | None = None
+
+    @property
+    def rounded(self) -> bool:
+        """Written with digits after the point (`0.33`, `2.5e-3`), so it may be the rounding of an exact value.
+
+        >>> parse_number("0.33").rounded, parse_number("2.5e3").rounded, parse_number("1/3").rounded
+        (True, False, False)
+        """
+        return self.decimal and self.ulp is not None and self.ulp < 1
+
+
+def finite_decimal(value: Fraction) -> bool:
+    """True when `value` can be written exactly as a decimal (its denominator has no prime factors but 2 and 5).
+
+    >>> finite_decimal(Fraction(27, 50)), finite_decimal(Fraction(1, 8)), finite_decimal(Fraction(1, 3))
+    (True, True, False)
+    """
+    denominator = value.denominator
+    for factor in (2, 5):
+        while denominator % factor == 0:
+            denominator //= factor
+    return denominator == 1
 
 
 _INT = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)"
@@ -213,7 +235,7 @@ _SLASH = re.compile(r"^(-?\d+)/(-?\d+)$")
 _FRAC = re.compile(r"^(-?)(\d+)?\\frac\{(-?\d+(?:\.\d+)?)\}\{(-?\d+(?:\.\d+)?)\}$")
 _BASE = re.compile(r"^([0-9A-Za-z]+)_\{?(\d{1,2})\}?$")
 _REPEATING = re.compile(r"^(-?)(\d*)\.(\d*)\\overline\{(\d{1,12})\}$")
-_ELLIPSIS = re.compile(r"^(-?)(\d*)\.(\d{3,30})…$")
+_ELLIPSIS = re.compile(r"^(-?)(\d*)\.(\d{3,30})(?:…|\.\.\.)$")
 _MAX_EXPONENT = 400
 
 

@@ -4,22 +4,23 @@ This module imports sympy, so the public `rewards.math` only imports it inside w
 limit holds. Before any evaluation the parsed tree is measured: numbers with more than `MAX_DIGITS` digits (power
 towers such as 10^10^10^10, huge factorials) are rejected instead of computed.
 
-Equality of two expressions: identical after `doit()`; else, for constants, equal to 30 significant digits (or
-within `rel_tol` when the reference has a decimal point); for expressions with variables, equal at several fixed
-sample points (a negative, a fraction, a larger value; real and complex), falling back to `sympy.simplify` only
-when the samples cannot be evaluated.
+Equality of two expressions: identical after `doit()`; else, for constants, a difference that is zero to 40 digits
+(or, against a rounded decimal reference, a prediction that rounds to it; see `sympy_equal`); for expressions with
+variables, equal at several fixed sample points (a negative, a fraction, a larger value; real and complex), falling
+back to `sympy.simplify` only when the samples cannot be evaluated.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 from functools import lru_cache
 
 import sympy
 from latex2sympy2_extended.latex2sympy2 import ConversionConfig, NormalizationConfig, latex2sympy
 
-from rewards.math_normalize import AnswerTooComplex, parse_number
+from rewards.math_normalize import AnswerTooComplex, finite_decimal, parse_number
 
 MAX_DIGITS = 10_000
 _SAMPLES = (sympy.Rational(-137, 100), sympy.Rational(61, 100), sympy.Rational(229, 100),
@@ -104,18 +105,23 @@ def _log10_size(node) -> float:
 
 def sympy_equal(pred: str, ref: str, rel_tol: float, *, equation: bool = False) -> bool:
     """True when the two normalised leaves have the same value. With `equation`, they are the two sides'
-    differences `lhs - rhs` of two equations, equal when one is a nonzero constant multiple of the other."""
+    differences `lhs - rhs` of two equations, equal when one is a nonzero constant multiple of the other.
+
+    Values must be exactly equal, except against a rounded decimal reference (`3.14`): a prediction with no finite
+    decimal form (`\\pi`, `\\sqrt{2}`, `1/7`) counts when it rounds to it; one with decimals of its own, or with a
+    finite decimal form, must equal it exactly (the policy of `rewards.math_compare.numbers_equal`).
+    """
     p, r = parse(pred), parse(ref)
     if p is None or r is None:
         return False
     if equation:
         return _proportional(p, r)
-    if "." not in ref:
-        return values_equal(p, r, 0.0, 0.0)  # an exact reference needs an exact answer
     number = parse_number(ref)
-    half_ulp = float(number.ulp) / 2 if number is not None and number.ulp else 0.5 * 10.0 ** -max(
-        len(m.group(2)) for m in _DECIMAL_LITERAL.finditer(ref)) if _DECIMAL_LITERAL.search(ref) else 0.0
-    return values_equal(p, r, rel_tol, half_ulp)
+    if number is None or not number.decimal:
+        return values_equal(p, r, 0.0, 0.0)  # an exact reference needs an exact answer
+    rounds = number.rounded and not _DECIMAL_LITERAL.search(pred) and not (
+        isinstance(p, sympy.Rational) and finite_decimal(Fraction(int(p.p), int(p.q))))
+    return values_equal(p, r, rel_tol, float(number.ulp) / 2 if rounds else 0.0)
 
 
 def values_equal(p, r, rel_tol: float, half_ulp: float = 0.0) -> bool:
@@ -146,7 +152,7 @@ def values_equal(p, r, rel_tol: float, half_ulp: float = 0.0) -> bool:
 
 def _close(p, r, rel_tol: float, half_ulp: float) -> bool:
     """Two constant expressions: exactly equal (their difference is 0 to 40 digits), or, for a rounded reference,
-    within `rel_tol` of it and within half its last digit."""
+    within half its last digit (`half_ulp`) or within `rel_tol` of it."""
     try:
         difference = complex(sympy.N(p - r, 50))
         rv = complex(sympy.N(r, 30))

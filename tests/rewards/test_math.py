@@ -96,11 +96,17 @@ def test_extract_answer_handles_a_megabyte_quickly():
     assert time.monotonic() - start < 2.0
 
 
-def test_a_decimal_reference_accepts_what_rounds_to_it_and_an_exact_one_needs_exact():
-    assert is_equiv(r"\frac{1}{3}", "0.33") and is_equiv(r"\pi", "3.14")  # rounds to the reference
-    assert not is_equiv("0.3", "0.33") and not is_equiv("2.2018", "2.2017")
-    assert not is_equiv("0.33", r"\frac{1}{3}")  # an exact reference needs an exact answer
-    assert not is_equiv("1.7320508075688772", r"\sqrt{3}") and not is_equiv("3^{45}+1", "3^{45}")
+def test_decimals_are_exact_and_only_a_value_no_decimal_writes_rounds_to_a_decimal_reference():
+    # A near miss must not score: under RL a policy would learn to answer 0.54 for 0.5.
+    assert not is_equiv("0.54", "0.5") and not is_equiv("0.45", "0.5") and not is_equiv("3.1416", "3.14")
+    assert not is_equiv(r"\frac{27}{50}", "0.5")  # 27/50 is the decimal 0.54
+    assert is_equiv("0.50", "0.5") and is_equiv("0.5", r"\frac{1}{2}")  # the same number
+    # A decimal reference may be the rounding of an exact value that has no finite decimal form.
+    assert is_equiv(r"\frac{1}{3}", "0.33") and is_equiv(r"\pi", "3.14") and is_equiv(r"\sqrt{2}", "1.414")
+    assert not is_equiv(r"\pi", "3.15") and not is_equiv(r"\frac{1}{3}", "0.34")
+    # An approximation never equals the exact value; integers are exact.
+    assert not is_equiv("0.33", r"\frac{1}{3}") and not is_equiv("1.7320508075688772", r"\sqrt{3}")
+    assert not is_equiv("3^{45}+1", "3^{45}") and not is_equiv("2549", r"2.5 \times 10^{3}")
     assert is_equiv("0.3", "0.33", rel_tol=0.2)  # a looser tolerance on request
 
 
