@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from rewards.math_compare import NeedsSympy, answers_equal
 from rewards.math_extract import extract_answer
 from rewards.math_normalize import AnswerTooComplex
-from rewards.math_pool import CRASH, CheckPool, PoolStats
+from rewards.math_pool import CRASH, CheckPool, PoolStats, Zygote
 
 __all__ = ["DEFAULT_REL_TOL", "IS_EQUIV_STATS", "ScoreStats", "extract_answer", "is_equiv", "score"]
 
@@ -65,7 +65,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_REL_TOL = 0.0
 _PRELOAD = ("rewards.math_preload",)
+_MEMORY_LIMIT_MB = 3072  # per worker process: a giant number fails with MemoryError instead of filling the machine
 _pools: dict[int, CheckPool] = {}
+_zygote: tuple[int, Zygote] | None = None  # (the pid that started it, the zygote)
 _pools_lock = threading.Lock()
 
 
@@ -201,17 +203,25 @@ def _check(prediction: str, reference: str, rel_tol: float) -> bool:
 
 
 def _pool(workers: int) -> CheckPool:
-    """One long-lived pool per size, per process (a pool inherited through fork belongs to the parent)."""
+    """One long-lived pool per size, per process (a pool inherited through fork belongs to the parent). The pools
+    share one zygote, so `is_equiv` and `score` in one process pay for one start of sympy and the parser."""
+    global _zygote
     with _pools_lock:
         pool = _pools.get(workers)
         if pool is None or pool.pid != os.getpid():
-            pool = _pools[workers] = CheckPool(workers, preload=_PRELOAD)
+            if _zygote is None or _zygote[0] != os.getpid():
+                _zygote = (os.getpid(), Zygote(_PRELOAD, memory_limit_mb=_MEMORY_LIMIT_MB))
+            pool = _pools[workers] = CheckPool(workers, zygote=_zygote[1])
         return pool
 
 
 @atexit.register
 def _close_pools() -> None:
+    global _zygote
     for pool in _pools.values():
         if pool.pid == os.getpid():
             pool.close()
     _pools.clear()
+    if _zygote is not None and _zygote[0] == os.getpid():
+        _zygote[1].close()
+    _zygote = None

@@ -47,8 +47,9 @@ class PoolStats:
     slowest: float = 0.0  # the longest single task, in seconds (a killed one counts up to its kill)
 
 
-class _Zygote:
-    """The `python -m rewards.math_worker` process that forks workers on request."""
+class Zygote:
+    """The `python -m rewards.math_worker` process that forks workers on request (thread-safe; several pools may
+    share one)."""
 
     def __init__(self, preload: Sequence[str], memory_limit_mb: int | None) -> None:
         ours, theirs = socket.socketpair()
@@ -89,7 +90,7 @@ class _Zygote:
 
 
 class _Worker:
-    def __init__(self, zygote: _Zygote) -> None:
+    def __init__(self, zygote: Zygote) -> None:
         self.conn, self.pid = zygote.fork()
         self.task_index: int | None = None
         self.started = self.deadline = 0.0
@@ -105,6 +106,10 @@ class _Worker:
 class CheckPool:
     """`workers` processes running module-level functions; see the module docstring.
 
+    A task that raises answers `("error", the exception's type name)`. Its function must live in a module the
+    workers can import: they never import the caller's `__main__`, so a function defined there answers
+    `("error", "AttributeError")`.
+
     >>> from operator import add
     >>> pool = CheckPool(workers=1)
     >>> pool.run([(add, (1, 2)), (add, ("a", "b"))], timeout=10.0)[0]
@@ -112,12 +117,15 @@ class CheckPool:
     >>> pool.close()
     """
 
-    def __init__(self, workers: int, *, memory_limit_mb: int | None = 3072, preload: Sequence[str] = ()) -> None:
+    def __init__(self, workers: int, *, memory_limit_mb: int | None = 3072, preload: Sequence[str] = (),
+                 zygote: Zygote | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.zygote = _Zygote(preload, memory_limit_mb)
+        # Pools may share one zygote (its preload and memory limit then apply); a pool closes only one it started.
+        self.owns_zygote = zygote is None
+        self.zygote = Zygote(preload, memory_limit_mb) if zygote is None else zygote
         self.workers: list[_Worker | None] = [_Worker(self.zygote) for _ in range(workers)]
 
     def run(self, tasks: Sequence[tuple[Callable, tuple]], timeout: float) -> tuple[list[Any], PoolStats]:
@@ -189,4 +197,5 @@ class CheckPool:
             if worker is not None:
                 worker.kill()
         self.workers = []
-        self.zygote.close()
+        if self.owns_zygote:
+            self.zygote.close()

@@ -19,6 +19,7 @@ import ctypes
 import importlib
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -43,15 +44,17 @@ def serve(conn: multiprocessing.connection.Connection, memory_limit_mb: int) -> 
             pass  # no RLIMIT_AS here: the time limit still holds
     while True:
         try:
-            task = conn.recv()
+            message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        if task is None:
-            return
-        function, args = task
         try:
+            task = pickle.loads(message)
+            if task is None:
+                return
+            function, args = task
             result = function(*args)
         except BaseException as error:  # noqa: BLE001 - a worker must answer every task, whatever the input did
+            # (including a task it cannot unpickle: a function defined in the caller's __main__ is not here)
             result = ("error", type(error).__name__)
         try:
             conn.send(result)
