@@ -7,10 +7,8 @@ benchmarks/make_math_corpora.py for how each row was built and labelled.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -18,26 +16,21 @@ import pytest
 
 from rewards.math import extract_answer, is_equiv, score
 
-DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 ROOT = Path(__file__).resolve().parents[2]
-# Categories where a false positive is a reward a policy could farm: none is allowed.
-NO_FALSE_POSITIVES = ("issue:integer", "issue:approximation", "issue:units")
-
-
-def load(name: str) -> list[dict]:
-    return [json.loads(line) for line in (DATA / name).read_text().splitlines()[1:]]
+# The corpora are read by the benchmark's loader, so test and benchmark see the same rows and categories.
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_math import NO_FALSE_POSITIVES, load_independent, solution_text
 
 
 def verdicts(rows: list[dict]) -> list[bool]:
-    """Our verdict on every row: full texts through extraction, bare answers as they are."""
-    texts = [row.get("text") or f"Final Answer: The final answer is ${row['prediction']}$. I hope it is correct."
-             for row in rows]
+    """Our verdict on every row: full texts through extraction, bare answers in the SCoRe answer sentence."""
+    texts = [row.get("text") or solution_text(row["prediction"]) for row in rows]
     return [s == 1.0 for s in score(texts, [row["reference"] for row in rows], workers=2, timeout=5.0)]
 
 
-@pytest.mark.parametrize(("name", "floor"), [("math_independent.jsonl", 0.985), ("math_holdout.jsonl", 0.97)])
+@pytest.mark.parametrize(("name", "floor"), [("math_independent.jsonl", 0.99), ("math_holdout.jsonl", 0.97)])
 def test_agreement_with_independent_labels(name, floor):
-    rows = load(name)
+    rows = load_independent(name)
     got = verdicts(rows)
     agree = sum(g == row["equal"] for g, row in zip(got, rows)) / len(rows)
     assert agree >= floor, f"{name}: {agree:.3f}"
@@ -46,30 +39,31 @@ def test_agreement_with_independent_labels(name, floor):
     assert [(row["prediction"], row["reference"]) for row in false_positives] == []
 
 
-GUARDED = """
+PAIRS = [("z^2+z", "z(z+1)"), ("1.7320508075688772", "\\sqrt{3}"), ("3^{45}+1", "3^{45}"), ("(x+1)^2", "x^2+2x+1"),
+         ("\\frac{\\sqrt2}{2}", "\\frac{1}{\\sqrt2}"), ("x > 3", "(3,\\infty)")]
+SOLUTIONS, REFERENCES = ["\\boxed{x^2-1}"], ["(x-1)(x+1)"]
+# No `if __name__ == "__main__":` guard: were the workers started through multiprocessing, this would re-run (and
+# print again) in every worker, or fail when read from stdin.
+SCRIPT = f"""
 from rewards.math import is_equiv, score
-PAIRS = [("z^2+z", "z(z+1)"), ("1.7320508075688772", "\\\\sqrt{3}"), ("3^{45}+1", "3^{45}"), ("(x+1)^2", "x^2+2x+1"),
-         ("\\\\frac{\\\\sqrt2}{2}", "\\\\frac{1}{\\\\sqrt2}"), ("x > 3", "(3,\\\\infty)")]
-print([is_equiv(p, r) for p, r in PAIRS], score(["\\\\boxed{x^2-1}"], ["(x-1)(x+1)"]))
+print([is_equiv(p, r) for p, r in {PAIRS!r}], score({SOLUTIONS!r}, {REFERENCES!r}))
 """
 
 
-def _run(args, **kwargs) -> str:
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT, **kwargs)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout.strip().splitlines()[-1]
-
-
-def test_heredoc_and_unguarded_scripts_give_the_guarded_verdicts(tmp_path):
-    """Workers are their own module: a script read from stdin or without a __main__ guard is not re-run."""
-    guarded = tmp_path / "guarded.py"
-    guarded.write_text("def main():\n" + textwrap.indent(GUARDED, "    ") + "\nif __name__ == '__main__':\n    main()\n")
+def test_heredoc_and_unguarded_scripts_give_the_verdicts_of_a_guarded_caller(tmp_path):
+    """Workers are their own module: a script read from stdin or without a __main__ guard gets the same verdicts."""
     unguarded = tmp_path / "unguarded.py"
-    unguarded.write_text(GUARDED)
-    expected = _run([sys.executable, str(guarded)])
+    unguarded.write_text(SCRIPT)
+    # Both at once: each starts its own workers (sympy and the parser, a few seconds).
+    runs = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=ROOT) for command in ([sys.executable, str(unguarded)], [sys.executable, "-"])]
+    outputs = [run.communicate(input=SCRIPT if run.args[-1] == "-" else "", timeout=120) for run in runs]
+    # This test process is a guarded caller (pytest's own entry point).
+    expected = f"{[is_equiv(p, r) for p, r in PAIRS]} {score(SOLUTIONS, REFERENCES)}"
     assert expected == "[True, False, False, True, True, True] [1.0]"
-    assert _run([sys.executable, str(unguarded)]) == expected
-    assert _run([sys.executable, "-"], input=GUARDED) == expected
+    for run, (stdout, stderr) in zip(runs, outputs):
+        assert run.returncode == 0, stderr[-2000:]
+        assert stdout.splitlines() == [expected], stderr[-2000:]
 
 
 ADVERSARIAL = [
