@@ -79,6 +79,11 @@ def _equal(pred: str, ref: str, rel_tol: float, leaf_sympy: LeafCheck | None) ->
         return all(_equal(p, r, rel_tol, leaf_sympy) for prow, rrow in zip(pred_matrix, ref_matrix)
                    for p, r in zip(prow, rrow))
 
+    # "name = value" against a value (not another equation) compares the value: "(p,q) = (3,2)" is (3,2).
+    pred_value, ref_value = _value_if_equation(pred), _value_if_equation(ref)
+    if (pred_value != pred and len(_split(ref, "=")) == 1) or (ref_value != ref and len(_split(pred, "=")) == 1):
+        return _equal(pred_value, ref_value, rel_tol, leaf_sympy)
+
     # Inequalities in one variable are read as the intervals they describe: "x > 3" is (3, oo).
     pred_interval, ref_interval = _as_interval(pred), _as_interval(ref)
     if pred_interval is not None or ref_interval is not None:
@@ -120,10 +125,9 @@ def _equal(pred: str, ref: str, rel_tol: float, leaf_sympy: LeafCheck | None) ->
         )
 
     # "1, 2", "x=1, x=2" and "1 \pm \sqrt{2}": the solutions of a problem, in any order ("1,000" stays a number).
-    if len(pred_items) > 1 or len(ref_items) > 1:
-        if parse_number(pred) is None or parse_number(ref) is None:
-            return _unordered_equal([_value_of(i) for i in pred_items], [_value_of(i) for i in ref_items],
-                                    rel_tol, leaf_sympy)
+    if (len(pred_items) > 1 or len(ref_items) > 1) and (parse_number(pred) is None or parse_number(ref) is None):
+        return _unordered_equal([_value_of(i) for i in pred_items], [_value_of(i) for i in ref_items],
+                                rel_tol, leaf_sympy)
 
     pred_eq, ref_eq = _split(pred, "="), _split(ref, "=")
     if len(pred_eq) > 1 or len(ref_eq) > 1:
@@ -173,15 +177,20 @@ def _as_interval(text: str) -> str | None:
 
     >>> _as_interval("x>3"), _as_interval(r"-2\leqx\leq7"), _as_interval(r"3<x"), _as_interval("x+y>3")
     ('(3,\\infty)', '[-2,7]', '(3,\\infty)', None)
+    >>> _as_interval("-x>=-1"), _as_interval("1<-x<3")
+    ('(-\\infty,1]', '(-3,-1)')
     """
     parts = [part.strip() for part in _RELATION.split(text)]
     ops = [_INTERVAL_OPS[m.group(0)] for m in _RELATION.finditer(text)]
     if not ops or len(ops) > 2 or any(not part for part in parts):
         return None
-    variables = [i for i, part in enumerate(parts) if re.fullmatch(r"[a-zA-Z]|[a-zA-Z]\([a-z]\)", part)]
+    variables = [i for i, part in enumerate(parts) if re.fullmatch(r"-?(?:[a-zA-Z]|[a-zA-Z]\([a-z]\))", part)]
     if len(variables) != 1:
         return None
     where = variables[0]
+    if parts[where].startswith("-"):  # "-x >= -1" is "x <= 1": negate every side, reverse every relation
+        parts = [part[1:] if i == where else _negated(part) for i, part in enumerate(parts)]
+        ops = [{"<": ">", "<=": ">=", ">": "<", ">=": "<="}[op] for op in ops]
     low, high, low_open, high_open = "-\\infty", "\\infty", True, True
     if len(ops) == 2:
         if where != 1 or ops[0][0] != ops[1][0]:
@@ -201,6 +210,21 @@ def _as_interval(text: str) -> str | None:
         else:
             low, low_open = other, op == ">"
     return f"{'(' if low_open else '['}{low},{high}{')' if high_open else ']'}"
+
+
+def _negated(text: str) -> str:
+    """`-text`, written plainly: `-1` -> `1`, `2` -> `-2`, `a+b` -> `-(a+b)`."""
+    if text.startswith("-") and not re.search(r"[+-]", text[1:]):
+        return text[1:]
+    return f"-{text}" if not re.search(r"[+-]", text) else f"-({text})"
+
+
+def _value_if_equation(text: str) -> str:
+    """`x = 5` -> `5` and `(p,q) = (3,2)` -> `(3,2)`: the value of one `name = value` (anything else unchanged)."""
+    sides = _split(text, "=")
+    if len(sides) == 2 and _VARIABLE.match(sides[0]) and len(_split(text, ",")) == 1:
+        return sides[1]
+    return text
 
 
 def _equations_equal(pred: list[str], ref: list[str], rel_tol: float, leaf_sympy: LeafCheck | None) -> bool:

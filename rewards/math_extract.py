@@ -18,6 +18,8 @@ _FINAL_ANSWER_COLON = re.compile(r"final answer\W{0,4}:\W{0,4}", re.IGNORECASE)
 _MATH_SEGMENT = re.compile(r"\$\$(.{1,1000}?)\$\$|\$(.{1,1000}?)\$|\\\((.{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]", re.DOTALL)
 _EQUALS = re.compile(r"(?<![<>!\\])=(?!=)")
 _COMMAND = re.compile(r"\\[a-zA-Z]+")
+_WORDS = re.compile(r"[a-zA-Z]{2,}")
+_BRACE_GROUP = re.compile(r"\{[^{}]*\}")
 # Boxes separated only by commas, "and", spacing or dollars: one answer in several boxes.
 _BOX_SEPARATOR = re.compile(r"^(?:\s|,|;|\$|\\[(),;]|\\q?quad|and|\\text\{\s*(?:and|,)?\s*\})*$")
 _MATH_TAIL = 2000  # the last math segment is looked for in the last 2,000 characters only
@@ -201,12 +203,61 @@ def find_last_math(text: str) -> str | None:
         pass
     if last is None:
         return None
-    segment = next(group for group in last.groups() if group is not None).strip()
-    sides = _EQUALS.split(segment)
-    # "6 \cdot 4 = 24" is a computation: its answer is the right-hand side. "y = 2x + 3" is the answer itself.
-    if len(sides) > 1 and "\\begin" not in segment and not re.search(r"[a-zA-Z]", _COMMAND.sub("", sides[0])):
-        segment = sides[-1].strip()
-    return segment.rstrip(_TRAILING) or None
+    return _result_of(next(group for group in last.groups() if group is not None))
+
+
+def _result_of(math: str) -> str | None:
+    r"""The answer a piece of math states: "6 \cdot 4 = 24" is a computation, its answer the right-hand side;
+    "y = 2x + 3" (letters on the left) is the answer itself."""
+    math = math.strip()
+    sides = _EQUALS.split(math)
+    if len(sides) > 1 and "\\begin" not in math and not re.search(r"[a-zA-Z]", _COMMAND.sub("", sides[0])):
+        math = sides[-1].strip()
+    return math.rstrip(_TRAILING) or None
+
+
+def _outside_braces(text: str) -> str:
+    r"""`text` without its brace groups (`\begin{array}{cc}` and `\text{...}` hold no sentence).
+
+    >>> _outside_braces("a{b{c}d}e")
+    'a e'
+    """
+    for _ in range(30):  # answers nest at most 24 deep (rewards.math_normalize.MAX_DEPTH)
+        text, found = _BRACE_GROUP.subn(" ", text)
+        if not found:
+            break
+    return text
+
+
+def find_bare_answer(text: str) -> str | None:
+    r"""A reply that is nothing but math (`1 000`, `\frac{10}{9}`, `12+30=42`: no words) is its own answer.
+
+    >>> find_bare_answer(r"\frac{10}{9}"), find_bare_answer("12+30=42"), find_bare_answer("it is 42")
+    ('\\frac{10}{9}', '42', None)
+    """
+    if len(text) > MAX_ANSWER_CHARS or "$" in text or _WORDS.search(_COMMAND.sub("", text)):
+        return None
+    return _result_of(text)
+
+
+def answer_in_prose(answer: str) -> str:
+    """An answer that is a sentence ("The largest $n$ is 34.", "Jane started 3 hours ago.") stands for the value
+    it names: its last math segment that is more than a variable's name, else its last number. Answers with fewer
+    than three words (`x = 5 and y = 3`, `12 \\text{ square feet}`) and sentences with neither are kept whole.
+
+    >>> answer_in_prose("The largest $n$ is 34."), answer_in_prose("x = 5 and y = 3")
+    ('34', 'x = 5 and y = 3')
+    """
+    hope = answer.lower().find("i hope")
+    sentence = answer[:hope] if hope > 0 else answer
+    words = [w for w in _WORDS.findall(_outside_braces(_COMMAND.sub("", _MATH_SEGMENT.sub(" ", sentence))))
+             if w.lower() not in ("and", "or")]
+    if len(words) < 3:
+        return answer
+    for math in reversed([next(g for g in m.groups() if g is not None) for m in _MATH_SEGMENT.finditer(sentence)]):
+        if not re.fullmatch(r"\s*\\?[a-zA-Z]+\s*", math):
+            return _result_of(math) or answer
+    return find_last_number(sentence) or answer
 
 
 def find_last_number(text: str) -> str | None:
@@ -235,7 +286,11 @@ def extract_answer(text: str, *, fallback_number: bool = True, strict: bool = Fa
     4. "The answer is X" (last occurrence, up to the end of that sentence; markdown bold dropped);
     5. "Final answer: X" (markdown bold allowed);
     6. the last `$...$`, `\(...\)` or `\[...\]` near the end (the right-hand side of its last `=`);
-    7. if `fallback_number` is True, the last bare number in the text.
+    7. the whole text, when it is nothing but math (no words: `1 000`, `\frac{10}{9}`);
+    8. if `fallback_number` is True, the last bare number in the text.
+
+    An answer found in forms 1-6 that is a sentence ("The largest $n$ is 34.") stands for the value it names
+    (`answer_in_prose`).
 
     With `strict=True` only the instructed forms count, 1 and 2: a solution that does not end with the
     "Final Answer: The final answer is ..." line or a `\boxed{}` has no answer (for training with a format
@@ -251,7 +306,7 @@ def extract_answer(text: str, *, fallback_number: bool = True, strict: bool = Fa
     '72'
     >>> extract_answer("Adding, the answer is **42**.")
     '42'
-    >>> extract_answer("12+30=42"), extract_answer("12+30=42", fallback_number=False)
+    >>> extract_answer("So 12+30=42"), extract_answer("So 12+30=42", fallback_number=False)
     ('42', None)
     >>> extract_answer("The answer is 42.", strict=True) is None
     True
@@ -263,9 +318,12 @@ def extract_answer(text: str, *, fallback_number: bool = True, strict: bool = Fa
     for finder in finders:
         answer = finder(text)
         if answer is not None:
+            answer = answer_in_prose(answer)
             break
     else:
-        answer = find_last_number(text) if fallback_number and not strict else None
+        answer = None if strict else find_bare_answer(text)
+        if answer is None and fallback_number and not strict:
+            answer = find_last_number(text)
     if answer is None:
         return None
     boxed = find_boxed(answer)

@@ -39,6 +39,8 @@ _SPACE_AFTER_COMMAND = re.compile(r"(\\[a-zA-Z]+)\s+(?=[a-zA-Z0-9])")
 _UNICODE = {"−": "-", "–": "-", "×": "\\times", "·": "\\cdot", "π": "\\pi", "∞": "\\infty", "√": "\\sqrt", "≤": "\\leq",
             "≥": "\\geq", "≠": "\\neq", "∪": "\\cup", "\u00a0": " ", "\u2009": " "}
 _ALIASES = [
+    # A doubled backslash before a relation is an escaping slip ("-2 \\le x"), not a line break.
+    (re.compile(r"\\\\(?=(?:leq?|geq?|lt|gt|neq?|in)(?![a-zA-Z]))"), r"\\"),
     (re.compile(r"\\[dtc]frac"), r"\\frac"),
     (re.compile(r"\\le(?![a-zA-Z])"), r"\\leq"),
     (re.compile(r"\\ge(?![a-zA-Z])"), r"\\geq"),
@@ -47,7 +49,7 @@ _ALIASES = [
     (re.compile(r"(?<![\\a-zA-Z])pi(?![a-zA-Z])"), r"\\pi"),
     (re.compile(r"\\(?:varnothing|emptyset)|\\\{\s*\\\}"), r"\\emptyset"),
     (re.compile(r"\\\$|\\%"), lambda m: "%" if m.group(0) == "\\%" else ""),
-    (re.compile(r"\{,\}"), ","),
+    (re.compile(r"\{\s*,\s*\}"), ","),
     (re.compile(r"\s*(?:\\text\{\s*)?\b(?:percent|pct|percentage)\b(?:\s*\})?"), "%"),
     # All reals, in any notation, is the interval (-oo, oo).
     (re.compile(r"\\mathbb\s*\{?R\}?|\\R(?![a-zA-Z])|\\(?:text|mathrm)\{\s*all real numbers\s*\}|^all real numbers$"),
@@ -374,7 +376,7 @@ def unit_of(answer: str) -> str | None:
     if len(words) != 1:
         return None
     word = words[0]
-    name = _UNIT_CANON.get(word) or _UNIT_CANON.get(word[:-1] if word.endswith("s") else word) or (
+    name = _UNIT_CANON.get(word) or _UNIT_CANON.get(word.removesuffix("s")) or (
         _UNIT_CANON.get(word[:-2]) if word.endswith("es") else None)
     if name is None:
         return None
