@@ -443,8 +443,6 @@ def _gym_pairs(task, answer, question, rng, sympy, x):
         symbol = sorted(expr.free_symbols - {sympy.Symbol("C")}, key=str)[0]
         wrong = expr + symbol ** 2 if rng.random() < 0.5 else expr * 2
         printed = sympy.latex(expr) if answer.count("X") == 0 else sympy.latex(expr).replace("x", "X")
-        reference_form = answer if "X" not in answer else answer
-        del reference_form
         return [("sympy latex", printed, True), ("a term changed", sympy.latex(wrong) if "X" not in answer else sympy.latex(wrong).replace("x", "X"), False)]
     if task == "advanced_geometry":
         if answer.startswith("("):
