@@ -60,15 +60,19 @@ class MathEnv(Environment):
     """Generic math environment (`math_dataset`): any dataset with a problem column and an answer column.
 
     `answer_format` says how to read the reference column: "raw" (the answer itself), "boxed" (a worked solution
-    ending in \\boxed{...}, like MATH) or "gsm8k" (a solution ending in '#### answer').
+    ending in \\boxed{...}, like MATH) or "gsm8k" (a solution ending in '#### answer'). `strict_format=True` rewards
+    only answers given in the instructed form (the "Final Answer: The final answer is ..." line or a \\boxed{}), never
+    one found by a fallback such as the last number of the text (see `rewards.math.extract_answer`).
     """
 
     system_prompt = MATH_SYSTEM_PROMPT
     correction_instruction = MATH_CORRECTION_INSTRUCTION
     answer_format = "raw"
     timeout = 5.0
+    strict_format = False
 
-    def __init__(self, answer_format: str | None = None, timeout: float | None = None, **overrides: Any) -> None:
+    def __init__(self, answer_format: str | None = None, timeout: float | None = None,
+                 strict_format: bool | None = None, **overrides: Any) -> None:
         super().__init__(**overrides)
         if answer_format is not None:
             self.answer_format = answer_format
@@ -76,6 +80,10 @@ class MathEnv(Environment):
             raise ValueError(f"env.kwargs.answer_format: {self.answer_format!r} is not one of {sorted(ANSWER_FORMATS)}")
         if timeout is not None:
             self.timeout = float(timeout)
+        if strict_format is not None:
+            if not isinstance(strict_format, bool):
+                raise ValueError(f"env.kwargs.strict_format: {strict_format!r} must be true or false")
+            self.strict_format = strict_format
 
     def make_problem(self, row: Mapping[str, Any], index: int, split: str) -> Problem:
         problem = super().make_problem(row, index, split)
@@ -87,15 +95,17 @@ class MathEnv(Environment):
         return problem
 
     def reward(self, attempt: str, problem: Problem) -> float:
-        answer = math_reward.extract_answer(attempt)
+        answer = math_reward.extract_answer(attempt, strict=self.strict_format)
         return float(answer is not None and math_reward.is_equiv(answer, problem.reference, timeout=self.timeout))
 
     def rewards(self, attempts: list[str], problems: list[Problem]) -> list[float]:
         # One parallel, time-limited batch in `rewards.math` instead of one call per attempt.
-        return math_reward.score(attempts, [p.reference for p in problems], timeout=self.timeout)
+        return math_reward.score(attempts, [p.reference for p in problems], timeout=self.timeout,
+                                 strict=self.strict_format)
 
     def reward_details(self, attempt: str, problem: Problem) -> dict[str, Any]:
-        return {"extracted_answer": math_reward.extract_answer(attempt), "reference": problem.reference}
+        answer = math_reward.extract_answer(attempt, strict=self.strict_format)
+        return {"extracted_answer": answer, "reference": problem.reference}
 
 
 class MATHEnv(MathEnv):

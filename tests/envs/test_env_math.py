@@ -64,6 +64,20 @@ def test_math_uses_scores_prompts_and_the_boxed_answer_of_each_solution():
     assert env.reward_details(minerva("6"), env.load("train")[2]) == {"extracted_answer": "6", "reference": "6"}
 
 
+def test_strict_format_rewards_only_the_instructed_answer_forms():
+    plain = "Adding the two parts gives 4."
+    loose = make_env("math_dataset", path=str(DATA / "qa.json"), fields={"problem": "q", "reference": "a"})
+    strict = make_env("math_dataset", path=str(DATA / "qa.json"), fields={"problem": "q", "reference": "a"},
+                      strict_format=True)
+    problem = loose.load("test")[0]
+    assert problem.reference == "4"
+    assert loose.reward(plain, problem) == 1.0 and loose.rewards([plain], [problem]) == [1.0]
+    assert strict.reward(plain, problem) == 0.0 and strict.rewards([plain], [problem]) == [0.0]
+    assert strict.reward(minerva("4"), problem) == 1.0 and strict.rewards(["so \\boxed{4}"], [problem]) == [1.0]
+    with pytest.raises(ValueError, match="strict_format"):
+        make_env("math_dataset", strict_format="yes")
+
+
 def test_math_defaults_to_math_train_and_math500_test_on_the_hub():
     env = make_env("math")
     assert env.path == {"train": "DigitalLearningGmbH/MATH-lighteval", "test": "HuggingFaceH4/MATH-500"}
