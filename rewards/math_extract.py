@@ -241,12 +241,14 @@ def find_bare_answer(text: str) -> str | None:
 
 
 def answer_in_prose(answer: str) -> str:
-    """An answer that is a sentence ("The largest $n$ is 34.", "Jane started 3 hours ago.") stands for the value
-    it names: its last math segment that is more than a variable's name, else its last number. Answers with fewer
-    than three words (`x = 5 and y = 3`, `12 \\text{ square feet}`) and sentences with neither are kept whole.
+    r"""An answer that is a sentence ("The largest $n$ is 34.", "Jane started 3 hours ago.") stands for the value
+    it names: its last math segment that is more than one letter, else its last number. Answers with fewer than
+    three words (`x = 5 and y = 3`, `12 \text{ square feet}`) and sentences with neither are kept whole.
 
-    >>> answer_in_prose("The largest $n$ is 34."), answer_in_prose("x = 5 and y = 3")
-    ('34', 'x = 5 and y = 3')
+    >>> answer_in_prose("The largest $n$ is 34."), answer_in_prose(r"The angle is $\pi$ radians.")
+    ('34', '\\pi')
+    >>> answer_in_prose("x = 5 and y = 3")
+    'x = 5 and y = 3'
     """
     hope = answer.lower().find("i hope")
     sentence = answer[:hope] if hope > 0 else answer
@@ -255,7 +257,7 @@ def answer_in_prose(answer: str) -> str:
     if len(words) < 3:
         return answer
     for math in reversed([next(g for g in m.groups() if g is not None) for m in _MATH_SEGMENT.finditer(sentence)]):
-        if not re.fullmatch(r"\s*\\?[a-zA-Z]+\s*", math):
+        if not re.fullmatch(r"\s*[a-zA-Z]\s*", math):  # "$n$" names the unknown, not its value
             return _result_of(math) or answer
     return find_last_number(sentence) or answer
 
