@@ -37,6 +37,41 @@ class Problem:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class LabelLeakError(RuntimeError):
+    """Code that must not see gold labels (a self-training loop) used one."""
+
+
+class _HiddenReference:
+    """Stands in for `Problem.reference` in views without labels: any use of it raises `LabelLeakError`.
+
+    >>> HIDDEN == "42"
+    Traceback (most recent call last):
+      ...
+    envs.base.LabelLeakError: the gold reference of this problem is hidden: code that trains without labels used it
+    """
+
+    def __repr__(self) -> str:  # harmless, so that a problem can still be printed in an error message
+        return "<hidden reference>"
+
+    def __reduce__(self) -> str:
+        return "HIDDEN"  # pickles as the module's singleton
+
+    def _leak(self, *_: Any, **__: Any) -> Any:
+        raise LabelLeakError("the gold reference of this problem is hidden: code that trains without labels used it")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # introspection (copy, inspect, doctest) probes dunders: not a use of the label
+            raise AttributeError(name)
+        self._leak()
+
+    __str__ = __format__ = __eq__ = __ne__ = __hash__ = __bool__ = __len__ = __iter__ = __contains__ = _leak
+    __getitem__ = __lt__ = __le__ = __gt__ = __ge__ = __int__ = __float__ = _leak
+
+
+HIDDEN = _HiddenReference()
+"""The reference of every problem in `Environment.load_unlabelled`."""
+
+
 class Environment:
     """Base class of every environment. Subclasses implement `reward`, and either say where their rows come from
     (`path`, `fields`) or override `rows` (a generator) or `load`; the rest has SCoRe's defaults.
@@ -112,6 +147,14 @@ class Environment:
             rows = check_rows(self.rows(split), self.fields, where=f"env {self.name!r}, split {split!r}")
             cache[split] = [self.make_problem(row, index, split) for index, row in enumerate(rows)]
         return cache[split]
+
+    def load_unlabelled(self, split: str) -> list[Problem]:
+        """The problems of a split as a loop without labels may see them: the reference is `HIDDEN` (any use of it
+        raises `LabelLeakError`) and the reference column is dropped from `meta`. Ids and prompts are unchanged."""
+        column = self.fields.get("reference")
+        return [Problem(id=p.id, prompt=p.prompt, reference=HIDDEN,
+                        meta={k: v for k, v in p.meta.items() if k != column})
+                for p in self.load(split)]
 
     def make_problem(self, row: Mapping[str, Any], index: int, split: str) -> Problem:
         """One checked row -> a `Problem`. Override to parse the reference (e.g. the answer after '####')."""

@@ -1,4 +1,4 @@
-"""`score` command line: train, demo, eval, compare, plot, tiny-model, export, doctor."""
+"""`score` command line: train, scpo, iwsi, demo, eval, compare, plot, tiny-model, export, doctor."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from score.config import ConfigError
 EXAMPLES = {
     "tiny-model": "score tiny-model runs/tiny-base",
     "train": "score train launch/tiny_stage1.yaml train.steps=2",
+    "scpo": "score scpo launch/tiny_scpo.yaml",
+    "iwsi": "score iwsi launch/tiny_iwsi.yaml iwsi.filter=majority",
     "demo": "score demo",
     "eval": "score eval --model runs/tiny-base --env arithmetic --limit 20 --max-new-tokens 8 --engine hf --out runs/eval-base",
     "compare": "score compare runs/eval-stage1 runs/eval-base   # after another `score eval ... --out runs/eval-stage1`",
@@ -53,6 +55,18 @@ def _train(args: argparse.Namespace) -> int:
     from score.train import train
 
     train(cfg)
+    return 0
+
+
+def _selftrain(args: argparse.Namespace) -> int:
+    from score.selftrain.config import load_selftrain_config
+
+    cfg = load_selftrain_config(args.config, args.overrides, method=args.command)
+    if not cfg.ray.address:
+        _choose_local_ray_auth()
+    from score.selftrain.loop import run
+
+    run(cfg)
     return 0
 
 
@@ -175,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML config (see launch/)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. algo.alpha=5 rollout.n=4")
     p.set_defaults(func=_train)
+
+    for name, what in (("scpo", "self-consistency preference optimisation (no labels): vote, weighted DPO + NLL"),
+                       ("iwsi", "importance-weighted self-improvement (no labels): vote, DS-weight filter, SFT; "
+                                "iwsi.filter=majority|entropy|none for the baselines")):
+        p = _add_parser(sub, name, what)
+        p.add_argument("config", help="YAML config (see launch/)")
+        p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=3 rollout.n=16")
+        p.set_defaults(func=_selftrain)
 
     from score.demo import add_demo_arguments
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -158,9 +160,15 @@ _CHOICES = {
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults <- YAML file <- `key=value` overrides, validated. Raises ConfigError naming the bad key."""
-    schema = OmegaConf.structured(Config)
+    cfg = merge_config(Config, path, overrides)
+    validate(cfg)
+    return cfg
+
+
+def merge_config(schema: type[T], path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+    """The dataclass `schema`'s defaults <- YAML file <- `key=value` overrides, type-checked by OmegaConf."""
     try:
-        merged = schema
+        merged = OmegaConf.structured(schema)
         if path is not None:
             path = Path(path)
             if not path.is_file():
@@ -170,38 +178,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             if "=" not in item:
                 raise ConfigError(f"override {item!r} is not of the form key=value (e.g. algo.alpha=5)")
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
-        cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         message = str(getattr(err, "msg", err)).splitlines()[0]
         raise ConfigError(f"config key {key!r}: {message}") from None
-    validate(cfg)
-    return cfg
 
 
 def validate(cfg: Config) -> None:
     """Checks that types alone cannot express. Paths are checked here so that a typo fails before Ray starts."""
+    validate_shared(cfg)
     for key, allowed in _CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        if key.startswith("algo."):
+            value = getattr(cfg.algo, key.split(".")[1])
+            if value not in allowed:
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
     if cfg.stage not in (1, 2):
         raise ConfigError(f"stage: {cfg.stage!r} must be 1 or 2")
-    if cfg.model.path == "???":
-        raise ConfigError("model.path is required: a Hugging Face model folder (the base and reference model)")
-    for key, value in (("model.path", cfg.model.path), ("init_from", cfg.init_from)):
-        if value is not None and not (Path(value) / "config.json").is_file():
-            raise ConfigError(f"{key}: {value!r} is not a model folder (no config.json there); check the path")
-    positive = {
-        "rollout.n": cfg.rollout.n,
-        "rollout.num_engines": cfg.rollout.num_engines,
-        "rollout.max_new_tokens": cfg.rollout.max_new_tokens,
-        "train.prompts_per_step": cfg.train.prompts_per_step,
-        "train.micro_batch_size": cfg.train.micro_batch_size,
-        "ray.num_reward_workers": cfg.ray.num_reward_workers,
-    }
-    for key, value in positive.items():
+    for key, value in (("rollout.n", cfg.rollout.n), ("train.prompts_per_step", cfg.train.prompts_per_step)):
         if value < 1:
             raise ConfigError(f"{key}: must be >= 1, got {value}")
     if cfg.algo.baseline == "rloo" and cfg.rollout.n < 2:
@@ -209,6 +203,31 @@ def validate(cfg: Config) -> None:
     for key in ("alpha", "beta1", "beta2", "tis_cap"):
         if getattr(cfg.algo, key) < 0:
             raise ConfigError(f"algo.{key}: must be >= 0, got {getattr(cfg.algo, key)}")
+
+
+def validate_shared(cfg: Any) -> None:
+    """The checks of the sections every training command shares: model, init_from, rollout, train, ray."""
+    for key, allowed in _CHOICES.items():
+        section, name = key.split(".")
+        if section == "algo":
+            continue
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    if cfg.model.path == "???":
+        raise ConfigError("model.path is required: a Hugging Face model folder (the base and reference model)")
+    for key, value in (("model.path", cfg.model.path), ("init_from", cfg.init_from)):
+        if value is not None and not (Path(value) / "config.json").is_file():
+            raise ConfigError(f"{key}: {value!r} is not a model folder (no config.json there); check the path")
+    positive = {
+        "rollout.num_engines": cfg.rollout.num_engines,
+        "rollout.max_new_tokens": cfg.rollout.max_new_tokens,
+        "train.micro_batch_size": cfg.train.micro_batch_size,
+        "ray.num_reward_workers": cfg.ray.num_reward_workers,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}: must be >= 1, got {value}")
     if cfg.rollout.weight_sync != "blob" and cfg.rollout.engine == "hf":
         raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs rollout.engine=vllm (GPU)")
     if cfg.rollout.temperature < 0:

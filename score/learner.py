@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,39 @@ class Batch:
     """Task reward minus baseline, per turn."""
     turn_kl_weights: tuple[float, float]
     """KL coefficient of turn 1 and turn 2 (Stage I: beta2, beta1; Stage II: beta1, beta1)."""
+
+
+@dataclass
+class SequenceBatch:
+    """Whole sequences for `Learner.train_sequences`: what an objective other than SCoRe's trains on.
+
+    Sequences come in groups of `group_size` consecutive rows that one loss term couples (a DPO pair: chosen, then
+    rejected); micro-batches never split a group. `values` carries per-sequence numbers for the objective.
+    """
+
+    input_ids: list[list[int]]
+    loss_mask: list[list[int]]
+    """1 on the tokens whose log-probs the objective reads (the response), 0 elsewhere; aligned with input_ids."""
+    values: dict[str, list[float]]
+    """Per-sequence numbers (weights, lengths, ...), each list as long as input_ids."""
+    group_size: int = 1
+
+    def __len__(self) -> int:
+        return len(self.input_ids) // self.group_size
+
+    def take(self, groups: list[int]) -> SequenceBatch:
+        """The batch made of these groups, in this order."""
+        rows = [g * self.group_size + i for g in groups for i in range(self.group_size)]
+        return SequenceBatch([self.input_ids[r] for r in rows], [self.loss_mask[r] for r in rows],
+                             {k: [v[r] for r in rows] for k, v in self.values.items()}, self.group_size)
+
+
+SequenceObjective = Callable[..., tuple[torch.Tensor, dict[str, float]]]
+"""objective(logp, ref_logp, mask, values) -> (loss summed over the micro-batch's groups, stats summed likewise).
+
+logp: policy log-probs [B, L-1] of tokens 1..L-1 (with gradient); ref_logp: the frozen reference's (no gradient),
+or None when not asked for; mask: `loss_mask` shifted the same way, float [B, L-1]; values: name -> tensor [B].
+Pure and picklable (a module-level function or a functools.partial of one): it travels to the learner actor."""
 
 
 def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -135,6 +169,49 @@ class Learner:
             "is_clip_frac": sums["is_clip"] / n_tokens,
             "trained_tokens": float(trained_tokens),
         }
+
+    def train_sequences(
+        self,
+        batch: SequenceBatch,
+        objective: SequenceObjective,
+        *,
+        use_reference: bool = False,
+        micro_batch_size: int = 8,
+        max_grad_norm: float = 1.0,
+    ) -> dict[str, float]:
+        """One optimizer step on `batch` with any sequence objective (DPO, weighted SFT, ...).
+
+        The loss is the objective's sum over all groups divided by the number of groups, accumulated over
+        micro-batches of whole groups; the returned stats are the objective's sums divided the same way.
+        """
+        groups = len(batch)
+        if groups == 0:
+            raise ValueError("train_sequences: the batch is empty")
+        per_micro = max(1, micro_batch_size // batch.group_size) * batch.group_size
+        sums: dict[str, float] = {"loss": 0.0}
+        self.optimizer.zero_grad(set_to_none=True)
+        for start in range(0, len(batch.input_ids), per_micro):
+            rows = slice(start, start + per_micro)
+            input_ids = self._pad(batch.input_ids[rows], self.pad_id)
+            attention_mask = self._pad([[1] * len(r) for r in batch.input_ids[rows]], 0)
+            mask = self._pad(batch.loss_mask[rows], 0)[:, 1:].float()
+            values = {k: torch.tensor(v[rows], dtype=torch.float32, device=self.device) for k, v in batch.values.items()}
+            with self._amp():
+                logp = token_logprobs(self.policy, input_ids, attention_mask)
+                ref_logp = None
+                if use_reference:
+                    with torch.no_grad():
+                        ref_logp = token_logprobs(self.reference, input_ids, attention_mask)
+            loss, stats = objective(logp, ref_logp, mask, values)
+            (loss / groups).backward()
+            sums["loss"] += float(loss.detach())
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_grad_norm)
+        self.optimizer.step()
+        trained_tokens = sum(sum(m[1:]) for m in batch.loss_mask)
+        return {**{k: v / groups for k, v in sums.items()}, "grad_norm": float(grad_norm),
+                "trained_tokens": float(trained_tokens)}
 
     def state_blob(self) -> bytes:
         """The policy weights as safetensors bytes, ready for `Engine.update_weights`."""

@@ -79,7 +79,8 @@ def init_ray(cfg: Config) -> None:
     needed = cfg.ray.learner_num_cpus + cfg.rollout.num_engines * cfg.rollout.num_cpus + 0.5 * cfg.ray.num_reward_workers
     pythonpath = os.pathsep.join([os.getcwd(), *filter(None, [os.environ.get("PYTHONPATH")])])
     env_vars = {"PYTHONPATH": pythonpath, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # no per-actor loading bars
-    ray.init(num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), include_dashboard=False,
+    # address="local": a new cluster even where `ray start` left one running on this machine (that is ray.address)
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), include_dashboard=False,
              runtime_env={"env_vars": env_vars})
 
 
@@ -115,7 +116,7 @@ def train(cfg: Config) -> Path:
     if resumed:
         start, path = resumed
         ray.get(learner.load.remote(str(path)))
-        _push_weights(cfg, engines, learner)
+        push_weights(cfg, engines, learner)
         console.print(f"resumed from {path} at step {start}")
     held_out = env.load(cfg.eval.split)[: cfg.eval.limit] if cfg.eval.every else []
     probe = None  # a fixed sequence whose log-probs must agree between learner and engines after every sync
@@ -123,20 +124,20 @@ def train(cfg: Config) -> Path:
     logger = MetricsLogger(out, resume_from_step=start, tensorboard=bool(cfg.log.get("tensorboard", True)),
                            wandb_project=cfg.log.get("wandb_project"), run_config=dataclasses.asdict(cfg))
     try:
-        with _progress() as progress:
+        with progress_bar() as progress:
             bar = progress.add_task(f"stage {cfg.stage}", total=cfg.train.steps, completed=start, status="")
             for step in range(start, cfg.train.steps):
                 metrics, trajectories = _train_step(cfg, step, problems, env, renderer, engines, scorer, learner)
                 probe = probe or trajectories[0].input_ids
-                metrics["sync_logprob_diff"] = _sync_check(probe, engines, learner)
+                metrics["sync_logprob_diff"] = sync_check(probe, engines, learner)
                 if held_out and (step + 1) % cfg.eval.every == 0:
-                    metrics.update(_evaluate(cfg, held_out, env, renderer, engines, scorer))
+                    metrics.update(evaluate_held_out(cfg, held_out, env, renderer, engines, scorer))
                 logger.log(metrics)
                 progress.update(bar, advance=1, status=f"acc_t1 {metrics['acc_t1']:.2f} acc_t2 {metrics['acc_t2']:.2f}"
                                 f" kl_t1 {metrics['kl_t1']:.3f}")
                 done = step + 1
                 if done == cfg.train.steps or (cfg.train.save_every and done % cfg.train.save_every == 0):
-                    _save_checkpoint(out, done, learner)
+                    save_checkpoint(out, done, learner)
         final = out / "final"
         ray.get(learner.save.remote(str(final), with_optimizer=False))
         end_checksums = ray.get(learner.parameter_checksums.remote())
@@ -169,7 +170,7 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
         batch, kl_mode=cfg.algo.kl_mode, loss_agg=cfg.algo.loss_agg, micro_batch_size=cfg.train.micro_batch_size,
         max_grad_norm=cfg.train.max_grad_norm, tis_cap=cfg.algo.tis_cap))
     t3 = timer()
-    _push_weights(cfg, engines, learner)
+    push_weights(cfg, engines, learner)
     t4 = timer()
     outcome = self_correction_metrics([t.r1 for t in trajectories], [t.r2 for t in trajectories])
     return {
@@ -190,7 +191,7 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
     }, trajectories
 
 
-def _push_weights(cfg: Config, engines: RolloutGroup, learner) -> None:
+def push_weights(cfg: Config, engines: RolloutGroup, learner) -> None:
     """Learner -> every engine, in place: a safetensors blob through Ray's object store, or NCCL/IPC on GPUs."""
     if cfg.rollout.weight_sync == "blob":
         engines.update_weights(learner.state_blob.remote())
@@ -198,8 +199,8 @@ def _push_weights(cfg: Config, engines: RolloutGroup, learner) -> None:
         engines.pushed_weights(learner.send_weights.remote())
 
 
-def _evaluate(cfg: Config, problems: list[Problem], env, renderer: ChatRenderer, engines: RolloutGroup,
-              scorer: RewardPool) -> dict[str, float]:
+def evaluate_held_out(cfg: Config, problems: list[Problem], env, renderer: ChatRenderer, engines: RolloutGroup,
+                      scorer: RewardPool) -> dict[str, float]:
     """Greedy two-attempt evaluation on held-out problems, with the same code as `score eval`."""
     from score.evaluate import evaluate
 
@@ -209,19 +210,20 @@ def _evaluate(cfg: Config, problems: list[Problem], env, renderer: ChatRenderer,
     return {**result.log_metrics(prefix="eval_"), "time_eval": time.perf_counter() - start}
 
 
-def _sync_check(sequence: list[int], engines: RolloutGroup, learner) -> float:
+def sync_check(sequence: list[int], engines: RolloutGroup, learner) -> float:
     """Largest |log p_engine - log p_learner| over a fixed sequence and every engine: shows that each engine runs
     the learner's weights."""
     learner_lp = np.array(ray.get(learner.sequence_logprobs.remote([sequence]))[0])
     return max(float(np.max(np.abs(np.array(lp[0]) - learner_lp))) for lp in engines.sequence_logprobs([sequence]))
 
 
-def _save_checkpoint(out: Path, step: int, learner) -> None:
+def save_checkpoint(out: Path, step: int, learner, **state: int) -> None:
+    """OUTPUT_DIR/checkpoints/step_N: policy, optimizer, RNG; trainer_state.json ({"step": N, **state}) last."""
     path = out / "checkpoints" / f"step_{step}"
     ray.get(learner.save.remote(str(path), with_optimizer=True))
-    (path / "trainer_state.json").write_text(json.dumps({"step": step}))
+    (path / "trainer_state.json").write_text(json.dumps({"step": step, **state}))
 
 
-def _progress() -> Progress:
+def progress_bar() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("{task.fields[status]}"), console=console)

@@ -51,6 +51,28 @@ class AnyDigitEnv(Environment):
 
     def reward(self, attempt, problem):
         return float(any(ch.isdigit() for ch in attempt))
+
+
+class VoteEnv(Environment):
+    """Self-training without labels on a random tiny model: an answer votes for the sum of its character codes mod 3,
+    so samples agree often. Problem i's gold label is (i + label_shift) mod 3 in the train split (unshifted in the
+    'valid' and 'test' splits), so a test can change every train label and nothing else."""
+
+    correction_instruction = "Try again."
+
+    def __init__(self, label_shift=0, **overrides):
+        super().__init__(**overrides)
+        self.label_shift = label_shift
+
+    def load(self, split):
+        shift = self.label_shift if split == "train" else 0
+        return [Problem(id=f"{split}-{i}", prompt=f"{i}+0=", reference=str((i + shift) % 3)) for i in range(12)]
+
+    def answer_key(self, attempt, problem):
+        return str(sum(map(ord, attempt)) % 3) if attempt.strip() else None
+
+    def reward(self, attempt, problem):
+        return float(self.answer_key(attempt, problem) == problem.reference)
 '''
 
 
