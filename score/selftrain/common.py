@@ -95,10 +95,12 @@ def top_vote_share(keys: Sequence[str | None]) -> float:
 
 
 def batch_of(samples: list[Sample], weights: Sequence[float], group_size: int = 1) -> SequenceBatch:
-    """A `SequenceBatch` of these samples (prompt + answer, the answer masked in) with values["weight"]."""
+    """A `SequenceBatch` of these samples (prompt + answer, the answer masked in) with values["weight"] and
+    values["sample_logprob"] (the engine's log-probability of the answer: which model sampled it)."""
     sequences = [s.sequence() for s in samples]
     return SequenceBatch([ids for ids, _ in sequences], [mask for _, mask in sequences],
-                         {"weight": [float(w) for w in weights]}, group_size)
+                         {"weight": [float(w) for w in weights],
+                          "sample_logprob": [float(sum(s.completion.logprobs)) for s in samples]}, group_size)
 
 
 def percentiles(values: Sequence[float], name: str, qs: Sequence[int] = (10, 50, 90)) -> dict[str, float]:

@@ -84,7 +84,7 @@ def normalized_entropy(keys: Sequence[str | None]) -> float | None:
     if total < 2:
         return None
     probs = np.array(list(counts.values()), dtype=float) / total
-    return float(-(probs * np.log(probs)).sum() / math.log(total))
+    return float((probs * -np.log(probs)).sum() / math.log(total))
 
 
 def validation_sequences(problems: list[Problem], env: Environment, renderer: ChatRenderer, template: str
