@@ -9,8 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from score.config import ConfigError, EnvConfig, EvalConfig, ModelConfig, RayConfig, RolloutConfig, merge_config
-from score.config import validate_shared
+from score.config import (
+    ConfigError,
+    EnvConfig,
+    EvalConfig,
+    ModelConfig,
+    RayConfig,
+    RolloutConfig,
+    merge_config,
+    validate_shared,
+)
 
 
 @dataclass

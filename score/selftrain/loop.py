@@ -6,7 +6,8 @@ Round r (0-based) of R:
 2. the rollout engines, which hold M_r, sample rollout.n answers to each of `problems_per_round` unlabelled problems
    (their references hidden: `Environment.load_unlabelled`);
 3. the method turns the votes into training data (SCPO: weighted preference pairs; IWSI: filtered samples), saved
-   with the round's statistics in OUTPUT_DIR/rounds/round_r/;
+   with the round's statistics in OUTPUT_DIR/rounds/round_r/ (data.json, stats.json, and votes.jsonl: every
+   problem's answers and which samples were trained on as right);
 4. `train.steps` optimizer steps through `Learner.train_sequences` with the method's loss;
 5. the model is saved to rounds/round_r/model and pushed to the engines, which sample round r+1 from it.
 
@@ -39,8 +40,15 @@ from score.selftrain.common import GoldLabels, label_diagnostics, sample_answers
 from score.selftrain.config import SelfTrainConfig
 from score.selftrain.iwsi import Iwsi, learner_mean_nll, validation_sequences
 from score.selftrain.scpo import Scpo
-from score.train import evaluate_held_out, init_ray, progress_bar, push_weights, save_checkpoint, step_problems
-from score.train import sync_check
+from score.train import (
+    evaluate_held_out,
+    init_ray,
+    progress_bar,
+    push_weights,
+    save_checkpoint,
+    step_problems,
+    sync_check,
+)
 
 console = Console()
 
@@ -177,6 +185,13 @@ def _round_data(cfg: SelfTrainConfig, r: int, out: Path, problems: list[Problem]
     }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "data.json").write_text(json.dumps(dataclasses.asdict(data)))
+    trained_as_right = {(s.problem.id, s.index) for s in pseudo_labelled}
+    with (folder / "votes.jsonl").open("w") as f:  # for inspection: what each problem's answers voted for
+        for group in groups:
+            f.write(json.dumps({"problem_id": group[0].problem.id, "prompt": group[0].problem.prompt,
+                                "answers": [s.key for s in group],
+                                "pseudo_labelled": [s.index for s in group if (s.problem.id, s.index) in trained_as_right]
+                                }) + "\n")
     (folder / "stats.json").write_text(json.dumps(stats, indent=2))  # written last: marks the data complete
     return data, stats
 
