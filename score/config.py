@@ -80,11 +80,9 @@ class AlgoConfig:
 
 
 @dataclass
-class TrainConfig:
-    steps: int = 10
-    """Number of RL updates."""
-    prompts_per_step: int = 8
-    """Distinct prompts per step; the batch has prompts_per_step * rollout.n two-attempt samples."""
+class OptimizerConfig:
+    """The optimizer settings every training command shares."""
+
     lr: float = 1e-5
     """AdamW learning rate."""
     weight_decay: float = 0.0
@@ -95,6 +93,14 @@ class TrainConfig:
     """Samples per forward/backward; gradients are accumulated over the batch."""
     save_every: int = 0
     """Save a resumable checkpoint every this many steps (0: only at the end)."""
+
+
+@dataclass
+class TrainConfig(OptimizerConfig):
+    steps: int = 10
+    """Number of RL updates."""
+    prompts_per_step: int = 8
+    """Distinct prompts per step; the batch has prompts_per_step * rollout.n two-attempt samples."""
 
 
 @dataclass

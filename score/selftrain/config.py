@@ -14,6 +14,7 @@ from score.config import (
     EnvConfig,
     EvalConfig,
     ModelConfig,
+    OptimizerConfig,
     RayConfig,
     RolloutConfig,
     merge_config,
@@ -22,19 +23,14 @@ from score.config import (
 
 
 @dataclass
-class RoundTrainConfig:
+class RoundTrainConfig(OptimizerConfig):
+    """lr, weight_decay, max_grad_norm, micro_batch_size (a DPO pair is never split) and save_every as in `score
+    train`; every round starts a fresh optimizer, as the papers' rounds are separate fine-tuning runs."""
+
     steps: int = 10
     """Optimizer steps per round."""
     batch_size: int = 16
     """Preference pairs (SCPO) or samples (IWSI) per step, drawn from the round's data (reshuffled every epoch)."""
-    lr: float = 1e-5
-    """AdamW learning rate; every round starts a fresh optimizer, as the papers' rounds are separate runs."""
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    micro_batch_size: int = 8
-    """Sequences per forward/backward (a DPO pair is never split)."""
-    save_every: int = 0
-    """Save a resumable checkpoint every this many steps (0: only at the end of each round)."""
 
 
 @dataclass

@@ -25,7 +25,8 @@ def _config(method, model, out, extra=()):
         f"output_dir={out}", f"model.path={model}", "env.name=score_test_plugins:VoteEnv", "rollout.engine=hf",
         "rollout.n=4", "rollout.max_new_tokens=6", "rounds=2", "problems_per_round=6", "train.steps=2",
         "train.batch_size=3", "train.lr=0.01", "train.micro_batch_size=4", "train.save_every=1",
-        "iwsi.valid_size=3", "iwsi.valid_split=valid", "log.tensorboard=false", *extra], method=method)
+        "iwsi.valid_size=3", "iwsi.valid_split=valid", "eval.every=2", "eval.limit=4", "log.tensorboard=false",
+        *extra], method=method)
 
 
 def _metrics(out):
@@ -72,8 +73,9 @@ def test_two_rounds_each_sampling_from_the_previous_round(runs, tiny_model_path,
         # each round's first step has the policy equal to its reference (the round's own starting model)
         assert metrics[0]["logratio_margin"] == 0.0 and metrics[2]["logratio_margin"] == 0.0
         assert metrics[1]["logratio_margin"] != 0.0
-    # after each round the engines hold the learner's weights
+    # after each round the engines hold the learner's weights, and the held-out split is evaluated (eval.every=2)
     assert metrics[1]["sync_logprob_diff"] < 1e-3 and metrics[3]["sync_logprob_diff"] < 1e-3
+    assert [m.get("eval_n") for m in metrics] == [None, 4, None, 4] and "eval_acc_t1" in metrics[3]
 
     # round 2 sampled from round 1's model, not from the base model
     data = json.loads((out / "rounds/round_1/data.json").read_text())
