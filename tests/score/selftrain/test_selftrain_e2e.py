@@ -125,15 +125,15 @@ def test_resume_after_a_crash_in_the_middle_of_round_two(runs, tiny_model_path, 
 
 
 def test_score_stage1_starts_from_an_scpo_model(runs, tiny_model_path, tmp_path):
+    """SCoRe composes after SCPO: a Stage I config takes final/ as init_from, and its learner starts from those
+    weights with the base model as the KL reference. (`score train`'s init_from path is tested end to end in
+    tests/score/test_train_e2e.py.)"""
     from score.config import load_config
-    from score.train import train
+    from score.learner import Learner
 
     scpo_final = runs / "scpo" / "final"
-    cfg = load_config(None, [f"output_dir={tmp_path / 'score'}", f"model.path={tiny_model_path}",
-                             f"init_from={scpo_final}", "env.name=score_test_plugins:VoteEnv", "rollout.engine=hf",
-                             "rollout.max_new_tokens=6", "train.steps=1", "train.prompts_per_step=2",
-                             "log.tensorboard=false"])
-    train(cfg)
-    summary = json.loads((tmp_path / "score" / "summary.json").read_text())
-    expected = float(sum(t.abs().sum() for t in _weights(scpo_final).values()))
-    assert summary["start"]["policy"] == pytest.approx(expected, rel=1e-6)
+    cfg = load_config(None, [f"model.path={tiny_model_path}", f"init_from={scpo_final}"])
+    learner = Learner(cfg.model.path, init_from=cfg.init_from)
+    final, base = _weights(scpo_final), _weights(tiny_model_path)
+    assert all(torch.equal(p.detach(), final[k]) for k, p in learner.policy.state_dict().items())
+    assert all(torch.equal(p.detach(), base[k]) for k, p in learner.reference.state_dict().items())
