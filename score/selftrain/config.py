@@ -43,7 +43,7 @@ class ScpoConfig:
     """tau: drop problems whose most voted answer got fewer than tau * k of the k votes."""
     reference: str = "round"
     """Frozen reference of the DPO term: round (the model that sampled the round's pairs, as in the paper) or base
-    (the first model, in every round)."""
+    (model.path in every round, also when init_from sets another first policy)."""
 
 
 @dataclass

@@ -116,7 +116,7 @@ class Iwsi:
         self.cfg = cfg
         self.valid = valid
 
-    def reference(self, round_model: str, first_model: str) -> str:
+    def reference(self, round_model: str, base_model: str) -> str:
         return round_model  # SFT uses no reference; the round's own model costs no extra weights
 
     def round_data(self, groups: list[list[Sample]], ctx) -> tuple[SequenceBatch, list[Sample], dict[str, float]]:

@@ -9,7 +9,7 @@ answer votes for its final answer: V(y) = number of the k samples whose final an
 - problems whose top vote share V(y+) / k is under the threshold tau are dropped;
 - the pairs train M_{t+1}, initialised from M_t, with the weighted DPO + NLL loss of `score.selftrain.losses`
   (vote-margin weight w = (V(y+) - V(y-)) / k) against the frozen M_t (`scpo.reference=round`, the paper's
-  choice; `base` keeps the first model as the reference in every round).
+  choice; `base` keeps model.path as the reference in every round).
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ class Scpo:
         self.cfg = cfg
         self.objective = functools.partial(scpo_objective, beta=cfg.beta, alpha=cfg.alpha)
 
-    def reference(self, round_model: str, first_model: str) -> str:
-        return round_model if self.cfg.reference == "round" else first_model
+    def reference(self, round_model: str, base_model: str) -> str:
+        return round_model if self.cfg.reference == "round" else base_model
 
     def round_data(self, groups: list[list[Sample]], ctx) -> tuple[SequenceBatch, list[Sample], dict[str, float]]:
         """The round's preference pairs (rows: chosen, rejected, ...), the samples taken as right (the chosen ones)
