@@ -86,7 +86,7 @@ def test_learner_train_sequences_computes_the_scpo_loss_of_independent_logprobs(
     batch = _pair_batch()
     objective = functools.partial(scpo_objective, beta=0.5, alpha=1.0)
     results = []
-    for micro in (1, 2, 6):  # 1 still holds one whole pair
+    for micro in (1, 6):  # 1 still holds one whole pair
         learner = Learner(str(tiny_model_path), init_from=str(other), lr=1e-2, seed=0)
         policy, reference = _masked_sums(learner, batch, "policy"), _masked_sums(learner, batch, "reference")
         lengths = torch.tensor([float(sum(m)) for m in batch.loss_mask])
@@ -97,8 +97,7 @@ def test_learner_train_sequences_computes_the_scpo_loss_of_independent_logprobs(
         assert stats["trained_tokens"] == sum(sum(m) for m in batch.loss_mask)
         results.append(torch.cat([p.detach().flatten() for p in learner.policy.parameters()]))
     # AdamW's first step moves every weight by about lr; summation order changes the near-zero gradients a little
-    torch.testing.assert_close(results[0], results[2], rtol=1e-4, atol=2e-5)
-    torch.testing.assert_close(results[1], results[2], rtol=1e-4, atol=2e-5)
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=2e-5)
 
 
 def test_train_sequences_rejects_an_empty_batch(tiny_model_path):
