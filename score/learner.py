@@ -197,11 +197,11 @@ class Learner:
             mask = self._pad(batch.loss_mask[rows], 0)[:, 1:].float()
             values = {k: torch.tensor(v[rows], dtype=torch.float32, device=self.device) for k, v in batch.values.items()}
             with self._amp():
-                logp = token_logprobs(self.policy, input_ids, attention_mask)
+                logp = self.token_values(self.policy, input_ids, attention_mask)
                 ref_logp = None
                 if use_reference:
                     with torch.no_grad():
-                        ref_logp = token_logprobs(self.reference, input_ids, attention_mask)
+                        ref_logp = self.token_values(self.reference, input_ids, attention_mask)
             loss, stats = objective(logp, ref_logp, mask, values)
             (loss / groups).backward()
             sums["loss"] += float(loss.detach())
@@ -212,6 +212,12 @@ class Learner:
         trained_tokens = sum(sum(m[1:]) for m in batch.loss_mask)
         return {**{k: v / groups for k, v in sums.items()}, "grad_norm": float(grad_norm),
                 "trained_tokens": float(trained_tokens)}
+
+    def token_values(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                     ) -> torch.Tensor:
+        """What a sequence objective reads per token, [B, L-1], aligned with tokens 1..L-1: here their log-probs.
+        A learner whose model has a scoring head instead (score.verifiers.learner) returns the head's outputs."""
+        return token_logprobs(model, input_ids, attention_mask)
 
     def state_blob(self) -> bytes:
         """The policy weights as safetensors bytes, ready for `Engine.update_weights`."""
