@@ -16,6 +16,7 @@ EXAMPLES = {
     "train": "score train launch/tiny_stage1.yaml train.steps=2",
     "scpo": "score scpo launch/tiny_scpo.yaml",
     "iwsi": "score iwsi launch/tiny_iwsi.yaml iwsi.filter=majority",
+    "verifier": "score verifier data launch/tiny_verifier.yaml",
     "demo": "score demo",
     "eval": "score eval --model runs/tiny-base --env arithmetic --limit 20 --max-new-tokens 8 --engine hf --out runs/eval-base",
     "compare": "score compare runs/eval-stage1 runs/eval-base   # after another `score eval ... --out runs/eval-stage1`",
@@ -67,6 +68,28 @@ def _selftrain(args: argparse.Namespace) -> int:
     from score.selftrain.loop import run
 
     run(cfg)
+    return 0
+
+
+def _verifier(args: argparse.Namespace) -> int:
+    from score.verifiers.config import load_verifier_config
+
+    cfg = load_verifier_config(args.config, args.overrides)
+    if args.action == "data":
+        from score.verifiers.data import run_data
+
+        run_data(cfg)
+        return 0
+    if not cfg.ray.address:
+        _choose_local_ray_auth()
+    if args.action == "train":
+        from score.verifiers.train import run_train
+
+        run_train(cfg)
+    else:
+        from score.verifiers.w2s import run_w2s
+
+        run_w2s(cfg)
     return 0
 
 
@@ -197,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="YAML config (see launch/)")
         p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=3 rollout.n=16")
         p.set_defaults(func=_selftrain)
+
+    p = _add_parser(sub, "verifier", "verifiers: sample and label data (data), train an ORM, SimPO or PRM verifier "
+                    "(train), weak-to-strong (w2s); use them with score eval --select")
+    p.add_argument("action", choices=["data", "train", "w2s"])
+    p.add_argument("config", help="YAML config (see launch/*verifier*.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. verifier.kind=simpo rollout.n=16")
+    p.set_defaults(func=_verifier)
 
     from score.demo import add_demo_arguments
 
