@@ -115,6 +115,17 @@ def _eval(args: argparse.Namespace) -> int:
     engine_kwargs = _json_object(args.engine_kwargs, "--engine-kwargs")
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                             seed=args.seed)
+    if args.select or args.guide:  # verifiers at inference (score.verifiers.inference)
+        from score.verifiers.inference import parse_verifiers, run_select
+
+        run_select(args.model, args.env, args.out, env_kwargs=env_kwargs, split=args.split, limit=args.limit,
+                   samples=args.samples, params=params, engine=args.engine,
+                   engine_kwargs={"dtype": args.dtype, **engine_kwargs},
+                   methods=[m for m in (args.select or "").split(",") if m], verifiers=parse_verifiers(args.verifier),
+                   weighted_by=args.weighted_by, guide=args.guide, guide_mode=args.guide_mode,
+                   guide_threshold=args.guide_threshold, resamples=args.resamples, confidence=args.confidence,
+                   plots=not args.no_plots)
+        return 0
     run_eval(args.model, args.env, args.out, env_kwargs=env_kwargs, split=args.split, limit=args.limit,
              attempts=args.attempts, samples=args.samples, params=params, engine=args.engine,
              engine_kwargs={"dtype": args.dtype, **engine_kwargs}, baseline=args.baseline,
@@ -262,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling", type=int, default=0, metavar="B", help="SCoRe §6.2: accuracy vs budget 1, 2, 4, ... B "
                    "(majority of B samples vs B/2 samples + one correction each)")
     p.add_argument("--scaling-temperature", type=float, default=1.0)
+    p.add_argument("--select", default=None, metavar="M1,M2", help="best-of-N over --samples S: any of vote, orm, "
+                   "prm, simpo, weighted-vote, cotnpot (comma-separated); curves for N = 1, 2, 4, ... S")
+    p.add_argument("--verifier", action="append", default=[], metavar="KIND=PATH",
+                   help="a trained verifier (score verifier train's final/), e.g. orm=runs/v/final (repeatable)")
+    p.add_argument("--weighted-by", default=None, choices=["orm", "prm", "simpo"],
+                   help="the verifier whose scores weight the votes of weighted-vote (default: the first given)")
+    p.add_argument("--guide", default=None, choices=["orm", "prm", "simpo"],
+                   help="verifier-guided self-correction: attempt 2 only when this verifier doubts attempt 1")
+    p.add_argument("--guide-mode", default="request", choices=["request", "keep"],
+                   help="request: generate attempt 2 only when doubted; keep: generate it always, keep it when doubted")
+    p.add_argument("--guide-threshold", type=float, default=None,
+                   help="doubt when the score is below this (default 0.5 for orm/prm; required for simpo)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--no-plots", action="store_true")

@@ -83,6 +83,28 @@ class VerifierSpec:
 
 
 @dataclass
+class W2sConfig:
+    """`score verifier w2s`: a weak verifier trained on gold labels of one half of the data's problems labels the
+    other half, on which a stronger student (model.path) trains; the strong ceiling trains on that half's gold labels.
+    All three are evaluated on eval_data (problems none of them saw)."""
+
+    weak_model: str | None = None
+    """The weak verifier's base model (required)."""
+    weak_kind: str = "orm"
+    """orm or prm: the weak supervisor must give a probability."""
+    student_kind: str = "orm"
+    """orm (trains on the weak probabilities or labels) or simpo (pairs built from the weak labels)."""
+    hard_labels: bool = True
+    """Weak labels as 1[p > 0.5] (True) or the weak probability itself (False, orm student only)."""
+    confidence_alpha: float = 0.0
+    """orm student: weight of the auxiliary confidence loss (0: off)."""
+    weak_fraction: float = 0.5
+    """Share of the data's problems the weak verifier trains on; the rest is the student's (held out from the weak)."""
+    eval_data: str | None = None
+    """Labelled samples of problems no verifier trains on (a `score verifier data` folder on the test split)."""
+
+
+@dataclass
 class VerifierTrainConfig(OptimizerConfig):
     steps: int = 50
     batch_size: int = 16
@@ -107,6 +129,7 @@ class VerifierConfig:
     data: DataConfig = field(default_factory=DataConfig)
     verifier: VerifierSpec = field(default_factory=VerifierSpec)
     train: VerifierTrainConfig = field(default_factory=VerifierTrainConfig)
+    w2s: W2sConfig = field(default_factory=W2sConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     log: dict[str, Any] = field(default_factory=lambda: {"tensorboard": False, "wandb_project": None})
 
@@ -120,6 +143,8 @@ _CHOICES = {
     "verifier.prm_aggregate": ("min", "prod"),
     "data.format": ("jsonl", "hf"),
     "data.steps.split": ("newline", "regex", "chars"),
+    "w2s.weak_kind": ("orm", "prm"),
+    "w2s.student_kind": ("orm", "simpo"),
 }
 
 
@@ -151,6 +176,10 @@ def validate_verifier(cfg: VerifierConfig) -> None:
         raise ConfigError("data.steps.pattern: split=regex needs a pattern, e.g. '[.!?](?=\\s)'")
     if cfg.data.cotnpot.filter and not cfg.data.cotnpot.enabled:
         raise ConfigError("data.cotnpot.filter needs data.cotnpot.enabled=true")
+    if not 0 < cfg.w2s.weak_fraction < 1:
+        raise ConfigError(f"w2s.weak_fraction: must be in (0, 1), got {cfg.w2s.weak_fraction}")
+    if not 0 <= cfg.w2s.confidence_alpha < 1:
+        raise ConfigError(f"w2s.confidence_alpha: must be in [0, 1), got {cfg.w2s.confidence_alpha}")
     if not 0 <= cfg.verifier.confidence_alpha < 1:
         raise ConfigError(f"verifier.confidence_alpha: must be in [0, 1), got {cfg.verifier.confidence_alpha}")
     if cfg.verifier.simpo_beta <= 0:

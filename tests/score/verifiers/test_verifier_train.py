@@ -56,10 +56,17 @@ def test_training_rows_follow_the_kind(data, tiny_model_path):
     assert marks[-1] == 1 + int(first["step_labels"][-1])
 
 
+@pytest.fixture(scope="module")
+def trained(data, tiny_model_path):
+    """One verifier of each kind, 4 steps each (the selection tests in this module use them too)."""
+    return {kind: run_train(_config(tiny_model_path, data.parent / kind, data, [f"verifier.kind={kind}"]))
+            for kind in ("orm", "simpo", "prm")}
+
+
 @pytest.mark.parametrize("kind", ["orm", "simpo", "prm"])
-def test_train_each_kind_and_score_with_the_saved_verifier(data, tiny_model_path, tmp_path, kind):
-    out = tmp_path / kind
-    final = run_train(_config(tiny_model_path, out, data, [f"verifier.kind={kind}"]))
+def test_train_each_kind_and_score_with_the_saved_verifier(data, trained, kind):
+    final = trained[kind]
+    out = final.parent
     metrics = _metrics(out)
     assert [m["step"] for m in metrics] == [1, 2, 3, 4] and all(m["grad_norm"] > 0 for m in metrics)
     spec = json.loads((final / "verifier.json").read_text())
@@ -107,3 +114,74 @@ def test_a_kind_without_training_rows_says_what_it_needs(data, tiny_model_path, 
     records = [r for r in read_data(data) if not r["correct"]]
     with pytest.raises(ValueError, match="both a correct and an incorrect"):
         run_train(_config(tiny_model_path, tmp_path / "x", data, ["verifier.kind=simpo"]), records=records)
+
+
+def test_score_eval_select_and_guided_correction_end_to_end(data, trained, tiny_model_path, tmp_path):
+    """`score eval --select` on the test split (the verifiers trained on the train split), every method, with the
+    curves, the plot and the per-sample scores; then --guide in both modes."""
+    from score.cli import main
+
+    out = tmp_path / "select"
+    argv = ["eval", "--model", str(tiny_model_path), "--env", "score_test_plugins:VoteEnv", "--split", "test",
+            "--limit", "5", "--samples", "4", "--temperature", "1.5", "--max-new-tokens", "4", "--engine", "hf",
+            "--select", "vote,orm,prm,simpo,weighted-vote,cotnpot", "--resamples", "200", "--out", str(out)]
+    for kind, path in trained.items():
+        argv += ["--verifier", f"{kind}={path}"]
+    assert main(argv) == 0
+    summary = json.loads((out / "select.json").read_text())
+    curves = summary["best_of_n"]
+    assert set(curves) == {"vote", "orm", "prm", "simpo", "weighted-vote", "cotnpot", "oracle"}
+    assert all(c["n"] == [1, 2, 4] for c in curves.values())
+    samples = [json.loads(line) for line in (out / "select_samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 20 and all(set(s["scores"]) == {"orm", "prm", "simpo"} for s in samples)
+    # N = 1 is the mean reward of all samples for every method; N = 4 is each method's own pick, recomputed here
+    mean_reward = sum(s["reward"] for s in samples) / 20
+    assert all(c["acc"][0] == pytest.approx(mean_reward) for c in curves.values())
+    for kind in ("orm", "prm", "simpo"):
+        picks = []
+        for p in range(5):
+            block = samples[4 * p: 4 * p + 4]
+            picks.append(max(block, key=lambda s: (s["scores"][kind], -s["sample"]))["reward"])
+        assert curves[kind]["acc"][2] == pytest.approx(sum(picks) / 5)
+    oracle = [max(s["reward"] for s in samples[4 * p: 4 * p + 4]) for p in range(5)]
+    assert curves["oracle"]["acc"][2] == pytest.approx(sum(oracle) / 5)
+    # the random tiny model writes no working program: no sample is kept, and CoTnPoT falls back to the vote
+    assert summary["cotnpot_agree_frac"] == 0.0 and not any(s["cotnpot_agree"] for s in samples)
+    assert curves["cotnpot"]["acc"] == curves["vote"]["acc"]
+    assert (out / "plots/best_of_n.png").stat().st_size > 0 and "Best-of-N" in (out / "report.md").read_text()
+
+    for mode in ("request", "keep"):
+        g_out = tmp_path / f"guided-{mode}"
+        argv = ["eval", "--model", str(tiny_model_path), "--env", "score_test_plugins:VoteEnv", "--split", "test",
+                "--limit", "6", "--max-new-tokens", "4", "--engine", "hf", "--guide", "orm", "--guide-mode", mode,
+                "--guide-threshold", "0.5", "--verifier", f"orm={trained['orm']}", "--resamples", "200",
+                "--out", str(g_out)]
+        assert main(argv) == 0
+        g = json.loads((g_out / "select.json").read_text())["guided_correction"]
+        records = [json.loads(line) for line in (g_out / "guided_samples.jsonl").read_text().splitlines()]
+        assert len(records) == 6
+        for r in records:
+            assert r["doubted"] == (r["score_t1"] < 0.5)
+            if mode == "request":  # attempt 2 exists exactly where attempt 1 was doubted
+                assert len(r["texts"]) == (2 if r["doubted"] else 1)
+        final = [r["rewards"][1] if r["doubted"] else r["rewards"][0] for r in records]
+        assert g["guided"]["acc_t2"] == pytest.approx(sum(final) / 6)
+        assert g["guided"]["acc_t1"] == pytest.approx(sum(r["rewards"][0] for r in records) / 6)
+        assert g["requested_frac"] == pytest.approx(sum(r["doubted"] for r in records) / 6)
+        assert ("always" in g) == (mode == "keep")
+
+
+def test_select_flags_fail_early_naming_the_fix(trained, tiny_model_path, tmp_path):
+    from score.engines.base import SamplingParams
+    from score.verifiers.inference import run_select
+
+    hot = SamplingParams(temperature=1.0)
+    with pytest.raises(ValueError, match="--verifier orm=PATH"):
+        run_select(str(tiny_model_path), "arithmetic", tmp_path, methods=["orm"], samples=4, params=hot)
+    with pytest.raises(ValueError, match="--samples"):
+        run_select(str(tiny_model_path), "arithmetic", tmp_path, methods=["vote"], samples=1, params=hot)
+    with pytest.raises(ValueError, match="--temperature"):
+        run_select(str(tiny_model_path), "arithmetic", tmp_path, methods=["vote"], samples=4)
+    with pytest.raises(ValueError, match="is a orm verifier"):
+        run_select(str(tiny_model_path), "arithmetic", tmp_path, methods=["simpo"], samples=4, params=hot,
+                   verifiers={"simpo": str(trained["orm"])})
