@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                 f"verifier.kind={kind}", f"output_dir={out / kind}"))
     verifier_flags = [x for kind, path in finals.items() for x in ("--verifier", f"{kind}={path}")]
     eval_flags = ["--model", model, "--env", cfg.env.name, "--env-kwargs", env_kwargs, "--split", "test",
-                  "--max-new-tokens", str(cfg.rollout.max_new_tokens), "--engine", cfg.rollout.engine]
+                  "--max-new-tokens", str(cfg.rollout.max_new_tokens), "--engine", cfg.rollout.engine,
+                  "--dtype", cfg.data.engine_kwargs.get("dtype", "float32")]
     if "select" in args.steps:
         timed("select", lambda: score_cli("eval", *eval_flags, "--limit", str(args.eval_limit), "--samples",
                                           str(args.samples), "--temperature", str(cfg.rollout.temperature),

@@ -71,7 +71,7 @@ def pick_accuracy(records: Sequence[dict[str, Any]], scores: Sequence[float]) ->
 def pgr(weak: float | None, w2s: float | None, strong: float | None) -> float | None:
     """Performance gap recovered, (w2s - weak) / (strong - weak); None when the gap is 0 or a value is missing.
 
-    >>> pgr(0.6, 0.7, 0.8)
+    >>> pgr(0.5, 0.75, 1.0)
     0.5
     """
     if weak is None or w2s is None or strong is None or strong == weak:
