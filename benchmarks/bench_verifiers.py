@@ -49,7 +49,11 @@ def weak_model(folder: Path) -> Path:
 def score_cli(*argv: str) -> None:
     """One `score ...` command in a fresh process (its own Ray cluster and threads), as a user runs it."""
     print("$ score " + " ".join(argv), flush=True)
-    subprocess.run([sys.executable, "-m", "score.cli", *argv], check=True, cwd=ROOT)
+    for attempt in range(3):  # on an overloaded machine Ray's 30 s node start-up limit can fail a start; retry
+        if subprocess.run([sys.executable, "-m", "score.cli", *argv], cwd=ROOT).returncode == 0:
+            return
+        print(f"failed (attempt {attempt + 1} of 3)", flush=True)
+    raise RuntimeError("score " + " ".join(argv) + " failed 3 times")
 
 
 def samples_as_data(select_dir: Path, env_name: str, env_kwargs: dict, folder: Path) -> Path:
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     finals = {}
     for kind in ("orm", "simpo", "prm"):
         finals[kind] = out / kind / "final"
-        if "train" in args.steps:
+        if "train" in args.steps and not (finals[kind] / "verifier.json").is_file():  # rm -r OUT/KIND to retrain
             timed(f"train_{kind}", lambda kind=kind: score_cli("verifier", "train", setting["config"], *common,
                                                                 f"verifier.kind={kind}", f"output_dir={out / kind}"))
     verifier_flags = [x for kind, path in finals.items() for x in ("--verifier", f"{kind}={path}")]

@@ -95,7 +95,8 @@ class W2sConfig:
     student_kind: str = "orm"
     """orm (trains on the weak probabilities or labels) or simpo (pairs built from the weak labels)."""
     hard_labels: bool = True
-    """Weak labels as 1[p > 0.5] (True) or the weak probability itself (False, orm student only)."""
+    """Weak labels as 1 for the weak verifier's top-scored share of samples, the share being the right samples' share
+    in its own training data (True), or the weak probability itself (False, orm student only)."""
     confidence_alpha: float = 0.0
     """orm student: weight of the auxiliary confidence loss (0: off)."""
     weak_fraction: float = 0.5

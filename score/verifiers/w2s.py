@@ -4,7 +4,8 @@ With the data of `score verifier data` (the train split) and `w2s.eval_data` (sa
 verifiers sees), the problems of the data are split once, with the run's seed, into A (`w2s.weak_fraction`) and B:
 
 1. weak: a verifier on `w2s.weak_model` trained on A's gold labels (`w2s.weak_kind`, orm or prm);
-2. weak labels: the weak verifier scores B's samples; label = 1[p > 0.5] (`w2s.hard_labels`) or p itself;
+2. weak labels: the weak verifier scores B's samples; label = 1 for the top share of its scores equal to the share
+   of right samples in A (`w2s.hard_labels`), or p itself;
 3. weak-to-strong: the student (model.path, `w2s.student_kind`) trained on B with the weak labels (orm: BCE on them,
    with the auxiliary confidence loss when `w2s.confidence_alpha` > 0; simpo: pairs of weak-correct and
    weak-incorrect samples);
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from score.config import ConfigError
@@ -79,6 +81,22 @@ def pgr(weak: float | None, w2s: float | None, strong: float | None) -> float | 
     return (w2s - weak) / (strong - weak)
 
 
+def weak_labels(scores: Sequence[float], *, prior: float, hard: bool) -> list[float]:
+    """The weak supervisor's labels: its probabilities (hard=False), or 1 for the top `prior` share of its scores
+    (hard=True; prior = the share of right samples in the weak's own training data). A fixed 0.5 cut would label
+    everything wrong whenever wrong samples dominate, and give the student nothing to learn.
+
+    >>> weak_labels([0.1, 0.3, 0.2, 0.4], prior=0.5, hard=True), weak_labels([0.1, 0.3], prior=0.5, hard=False)
+    ([0.0, 1.0, 0.0, 1.0], [0.1, 0.3])
+    """
+    if not hard:
+        return [float(s) for s in scores]
+    if not scores or prior <= 0:
+        return [0.0] * len(scores)
+    tau = float(np.quantile(np.asarray(scores, dtype=float), min(max(1.0 - prior, 0.0), 1.0)))
+    return [float(s >= tau) for s in scores]
+
+
 def split_problems(records: Sequence[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """(A, B): the records of a seeded `fraction` of the problems, and of the rest."""
     ids = sorted({r["problem_id"] for r in records})
@@ -119,7 +137,7 @@ def run_w2s(cfg: VerifierConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     weak = run_train(_variant(cfg, "weak", w.weak_model, w.weak_kind), records=part_a)
     weak_scores = Verifier(weak).score([r["messages"] for r in part_b], [r["solution"] for r in part_b])
-    labels = [float(p > 0.5) if w.hard_labels else float(p) for p in weak_scores]
+    labels = weak_labels(weak_scores, prior=sum(r["correct"] for r in part_a) / len(part_a), hard=w.hard_labels)
     student_cfg = _variant(cfg, "w2s", cfg.model.path, w.student_kind, w.confidence_alpha)
     if w.student_kind == "simpo":
         relabelled = [{**r, "correct": int(y)} for r, y in zip(part_b, labels)]

@@ -27,7 +27,7 @@ def test_metrics_and_pgr_hand_computed():
 def _config(model, out, data, extra=()):
     return load_verifier_config(None, [
         f"output_dir={out}", f"model.path={model}", "env.name=score_test_plugins:VoteEnv", "rollout.engine=hf",
-        "rollout.n=4", "rollout.max_new_tokens=4", "rollout.temperature=1.5", "data.problems=8", f"data.path={data}",
+        "rollout.n=4", "rollout.max_new_tokens=4", "rollout.temperature=1.5", "data.problems=12", f"data.path={data}",
         "train.steps=2", "train.batch_size=4", "train.lr=1e-3", *extra])
 
 
