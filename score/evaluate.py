@@ -141,7 +141,7 @@ def _next_attempt(items: list[EvalSample], k: int, env: Environment, renderer: C
         it.texts.append(text)
         it.rewards.append(float(reward))
         it.context_ids = (it.context_ids + completion.token_ids
-                          + renderer.between_turns(env.correction_instruction, completion.finished))
+                          + renderer.between_turns(env.correction_instruction, completion.token_ids))
 
 
 def _start(problems: list[Problem], samples: int, env: Environment, renderer: ChatRenderer) -> list[EvalSample]:

@@ -72,7 +72,7 @@ def test_k_attempts_extend_the_conversation_with_exact_ids(engine, renderer):
         expected = renderer.first_turn(env.first_turn_messages(sample.problem))
         for completion in sample.completions:
             expected = expected + completion.token_ids + renderer.between_turns(env.correction_instruction,
-                                                                                  completion.finished)
+                                                                                  completion.token_ids)
         assert sample.context_ids == expected
         assert sample.texts == [renderer.decode(c.token_ids) for c in sample.completions]
     assert result.rewards().shape == (3, 1, 3)
