@@ -69,3 +69,16 @@ def test_checkpoint_roundtrip_restores_weights_and_optimizer(tiny_model_path, tm
     learner.train_step(_batch(3), kl_mode="reward")
     restored.train_step(_batch(3), kl_mode="reward")
     torch.testing.assert_close(_params(restored), _params(learner))
+
+
+def test_dropout_is_off_so_the_kl_starts_at_zero(tmp_path):
+    """A model configured with dropout: the policy (== reference at step 0) must score tokens exactly as the
+    reference and as the engines do, so the KL at step 0 is 0 and the log-probs are the sampling policy's."""
+    from score.tiny import build_tiny_model, default_corpus
+
+    path = build_tiny_model(tmp_path / "dropout", default_corpus(), seed=4, attention_dropout=0.5)
+    learner = Learner(str(path), lr=1e-2, seed=0)
+    stats = learner.train_step(_batch(), kl_mode="reward", micro_batch_size=4)
+    assert stats["kl_t1"] == 0.0 and stats["kl_t2"] == 0.0
+    # and the gradient step still happened
+    assert learner.parameter_checksums()["policy"] != learner.parameter_checksums()["reference"]
