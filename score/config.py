@@ -79,6 +79,9 @@ class AlgoConfig:
     """How token losses are averaged: token_mean (over all trained tokens) or seq_mean (sum per sequence, mean)."""
     tis_cap: float = 0.0
     """Truncated importance sampling cap for rollout/learner log-prob mismatch; 0 disables it."""
+    truncated: str = "zero"
+    """An attempt that hit rollout.max_new_tokens: 'zero' (its task reward is 0, whatever the text scored) or 'mask'
+    (its tokens are left out of the loss and the KL). Either way a cut-off answer never earns reward 1."""
 
 
 @dataclass
@@ -162,6 +165,7 @@ _CHOICES = {
     "algo.kl_mode": ("reward", "loss"),
     "algo.baseline": ("rloo", "mean", "none"),
     "algo.loss_agg": ("token_mean", "seq_mean"),
+    "algo.truncated": ("zero", "mask"),
     "model.dtype": ("float32", "bfloat16"),
 }
 

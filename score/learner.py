@@ -167,7 +167,8 @@ class Learner:
             "loss": sums["loss"],
             "kl_t1": sums["kl_t1"] / max(sums["n_t1"], 1.0),
             "kl_t2": sums["kl_t2"] / max(sums["n_t2"], 1.0),
-            "grad_norm": float(grad_norm),
+            "grad_norm": float(grad_norm),  # before clipping (clip_grad_norm_ returns the unclipped norm)
+            "grad_clipped": float(float(grad_norm) > max_grad_norm),
             "logprob_mismatch": sums["mismatch"] / n_tokens,
             "is_clip_frac": sums["is_clip"] / n_tokens,
             "trained_tokens": float(trained_tokens),

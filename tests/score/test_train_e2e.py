@@ -13,7 +13,7 @@ from score.train import train
 REQUIRED_KEYS = {
     "step", "stage", "acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "reward_t1", "reward_t2", "kl_t1",
     "kl_t2", "loss", "response_len_t1", "response_len_t2", "time_rollout", "time_reward", "time_update",
-    "time_sync", "logprob_mismatch", "sync_logprob_diff",
+    "time_sync", "logprob_mismatch", "sync_logprob_diff", "truncated_t1", "truncated_t2", "grad_norm", "grad_clipped",
 }
 
 
