@@ -71,6 +71,18 @@ def make_batch(trajectories: list[Trajectory], cfg: Config) -> tuple[Batch, torc
     return batch, rewards
 
 
+def training_env_kwargs(name: str, kwargs: dict) -> dict:
+    """env.kwargs for training: `strict_format` defaults to on where the environment has it (math, gsm8k, ...).
+
+    The lenient reader falls back to e.g. the last number of the text, so a truncated or formless answer could earn
+    reward 1 and RL would drift away from the instructed answer form. Set env.kwargs.strict_format=false to train on
+    the lenient reading anyway; `score eval` reports both."""
+    kwargs = dict(kwargs)
+    if "strict_format" not in kwargs and hasattr(make_env(name, **kwargs), "strict_format"):
+        kwargs["strict_format"] = True
+    return kwargs
+
+
 def latest_checkpoint(out_dir: Path) -> tuple[int, Path] | None:
     """The newest complete checkpoint (its trainer_state.json is written last)."""
     found = [(int(p.parent.name.split("_")[1]), p.parent) for p in out_dir.glob("checkpoints/step_*/trainer_state.json")]
@@ -97,7 +109,8 @@ def train(cfg: Config) -> Path:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(to_yaml(cfg))
-    env = make_env(cfg.env.name, **cfg.env.kwargs)
+    env_kwargs = training_env_kwargs(cfg.env.name, cfg.env.kwargs)
+    env = make_env(cfg.env.name, **env_kwargs)
     problems = env.load(cfg.env.train_split)
     if not problems:
         raise ConfigError(f"env.train_split: split {cfg.env.train_split!r} of {cfg.env.name!r} has no problems")
@@ -114,7 +127,7 @@ def train(cfg: Config) -> Path:
     engines = RolloutGroup(resolve_engine_kind(cfg.rollout.engine), policy_path, engine_kwargs,
                            num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
                            num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
-    scorer = RewardPool(cfg.env.name, cfg.env.kwargs, num_workers=cfg.ray.num_reward_workers)
+    scorer = RewardPool(cfg.env.name, env_kwargs, num_workers=cfg.ray.num_reward_workers)
     if cfg.rollout.weight_sync != "blob":
         connect_gpu_weight_sync(learner, engines, cfg.rollout.weight_sync,
                                 int(engine_kwargs.get("tensor_parallel_size", 1)))

@@ -45,3 +45,18 @@ def test_truncated_attempts_masked_out_of_the_loss(trajectories, tiny_model_path
 def test_unknown_mode_is_refused(tiny_model_path):
     with pytest.raises(ValueError, match="algo.truncated"):
         load_config(None, [f"model.path={tiny_model_path}", "algo.truncated=drop"])
+
+
+def test_training_rewards_only_the_instructed_answer_form():
+    from envs import make_env
+    from score.train import training_env_kwargs
+
+    assert training_env_kwargs("math", {}) == {"strict_format": True}
+    assert training_env_kwargs("math", {"strict_format": False}) == {"strict_format": False}  # an explicit choice
+    assert training_env_kwargs("arithmetic", {"digits": 1}) == {"digits": 1}  # no such switch there
+    problem = Problem(id="0", prompt="What is 6 * 7?", reference="42")
+    formless = "6 * 7 is 42 and then the text is cut off mid"
+    instructed = "6 * 7 = 42.\nFinal Answer: The final answer is $42$. I hope it is correct."
+    train_env = make_env("math", **training_env_kwargs("math", {}))
+    assert train_env.rewards([formless, instructed], [problem, problem]) == [0.0, 1.0]
+    assert make_env("math").rewards([formless, instructed], [problem, problem]) == [1.0, 1.0]  # the lenient reading
