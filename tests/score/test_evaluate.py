@@ -70,10 +70,12 @@ def test_k_attempts_extend_the_conversation_with_exact_ids(engine, renderer):
     result = evaluate(env, problems, renderer, engine.generate, attempts=3, params=SAMPLED, chunk_size=2)
     for sample in result.samples:
         expected = renderer.first_turn(env.first_turn_messages(sample.problem))
-        for completion in sample.completions:
-            expected = expected + completion.token_ids + renderer.between_turns(env.correction_instruction,
-                                                                                  completion.finished)
+        for k, completion in enumerate(sample.completions):
+            expected = expected + completion.token_ids
+            if k < 2:  # the last attempt is followed by nothing
+                expected = expected + renderer.between_turns(env.correction_instruction, completion.finished)
         assert sample.context_ids == expected
+        assert sample.instructions == [env.correction_instruction] * 2
         assert sample.texts == [renderer.decode(c.token_ids) for c in sample.completions]
     assert result.rewards().shape == (3, 1, 3)
     assert set(result.summary(resamples=100)) >= {"acc_t1", "acc_t2", "acc_t3", "delta_t1_t3", "ci", "transitions"}
@@ -140,7 +142,7 @@ def test_written_files_agree_with_the_samples(engine, renderer, tmp_path):
         assert summary[key] == pytest.approx(flat[key])
         low, high = summary["ci"][key]
         assert low <= summary[key] <= high
-    assert summary == json.loads(json.dumps(summarize(rewards)))
+    assert summary == json.loads(json.dumps({**summarize(rewards), "feedback": "intrinsic"}))
 
 
 def _recompute(out):
@@ -169,7 +171,8 @@ def test_score_eval_compare_and_plot_cli(tiny_model_path, tmp_path, capsys):
     first = records[0]["attempts"][0]
     assert {"text", "reward", "extracted_answer", "finished", "num_tokens"} <= set(first)
     report = (out / "report.md").read_text()
-    assert "| model | n | Acc@t1 | Acc@t2 | Δ(t1,t2) | Δi→c | Δc→i |" in report
+    assert "| model | feedback | n | Acc@t1 | Acc@t2 | Δ(t1,t2) | Δi→c | Δc→i |" in report
+    assert "Feedback between attempts: intrinsic" in report
     assert "(baseline)" in report and "Inference-time scaling" in report
     assert imread(out / "plots" / "transitions.png").ndim == 3
 
