@@ -43,7 +43,8 @@ class ArithmeticEnv(Environment):
             self.system_prompt = system_prompt
         if correction_instruction is not None:
             self.correction_instruction = correction_instruction
-        self.set_feedback_mode(feedback)  # "oracle": say whether the answer was right (see Environment.feedback)
+        if feedback is not None:  # "oracle": say whether the answer was right (see Environment.feedback)
+            self.set_feedback_mode(feedback)
         self._splits: dict[str, list[Problem]] | None = None
 
     def _generate(self) -> dict[str, list[Problem]]:
