@@ -8,6 +8,7 @@ every rollout worker after each update.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -16,7 +17,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
 from envs import Problem, make_env
-from score.engines import Completion, SamplingParams, engine_kind, start_engine
+from score.engines import Completion, EngineRefused, SamplingParams, engine_kind, start_engine
 from score.learner import Learner
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,13 @@ class RolloutGroup:
     def engine_info(self) -> tuple[str, str | None]:
         """Which engine the workers run ('vllm' or 'hf'; waits for them to start) and, when `engine: auto` fell back
         to the transformers engine, vLLM's one-line reason."""
-        infos = self._get([w.engine_info.remote() for w in self.workers], "engine start")
+        try:
+            infos = self._get([w.engine_info.remote() for w in self.workers], "engine start")
+        except RayActorError as err:  # the worker's constructor raised: say why in one line if vLLM refused
+            refused = re.search(r"EngineRefused: (.+)", str(err))
+            if refused:
+                raise EngineRefused(refused.group(1).strip()) from None
+            raise
         kinds = sorted({kind for kind, _ in infos})
         refusal = next((reason for _, reason in infos if reason), None)
         return "+".join(kinds), refusal
