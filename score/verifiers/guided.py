@@ -47,10 +47,12 @@ def guided_correction(env: Environment, problems: list[Problem], renderer: ChatR
     scores = np.asarray(verifier.score(messages, [it.texts[0] for it in items]), dtype=float)
     doubt = scores < threshold
     r1 = np.array([it.rewards[0] for it in items])
-    if mode == "request":  # attempt 2 for the doubted only; each context already holds y1 and the instruction
+    if mode == "request":  # attempt 2 for the doubted only: the conversation so far + the correction instruction
         asked = [it for it, d in zip(items, doubt) if d]
         second = dataclasses.replace(params, seed=params.seed + 1)  # as attempt 2 of `evaluate`
-        completions = generate([it.context_ids for it in asked], second) if asked else []
+        contexts = [it.context_ids + renderer.between_turns(env.correction_instruction, it.completions[0].token_ids)
+                    for it in asked]
+        completions = generate(contexts, second) if asked else []
         texts = [renderer.decode(c.token_ids) for c in completions]
         rewards = env.rewards(texts, [it.problem for it in asked]) if asked else []
         for it, text, reward in zip(asked, texts, rewards):

@@ -60,3 +60,43 @@ def test_guided_final_answer_is_attempt_2_only_where_doubted():
     rewards = guided_rewards(r1, r2, doubt)
     assert rewards.shape == (4, 1, 2)
     assert rewards[:, 0, 0].tolist() == [1.0, 0.0, 1.0, 0.0] and rewards[:, 0, 1].tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_request_mode_asks_attempt_2_with_the_conversation_keep_mode_uses(tiny_model_path, scripted):
+    """The doubted problems' attempt-2 prompts in request mode are exactly the ones keep mode (score eval's
+    two-attempt protocol) sends; problems not doubted get no attempt 2. The verifier here is a scoring rule."""
+    from transformers import AutoTokenizer
+
+    from envs.arithmetic import ArithmeticEnv
+    from score.evaluate import GREEDY
+    from score.rollout import ChatRenderer
+    from score.verifiers.guided import guided_correction
+
+    env = ArithmeticEnv(digits=1, ops="+", num_train=10, num_test=6)
+    problems = env.load("test")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    renderer = ChatRenderer(tokenizer)
+    answer = {tuple(renderer.first_turn(env.first_turn_messages(p))): p for p in problems}
+
+    def script(prompt):  # attempt 1: the right answer for even sums, a wrong one for odd; attempt 2: the right one
+        p = answer.get(tuple(prompt))
+        if p is None:
+            return tokenizer.encode(next(q.reference for k, q in answer.items() if list(k) == prompt[:len(k)]),
+                                    add_special_tokens=False)
+        return tokenizer.encode(p.reference if int(p.reference) % 2 == 0 else "99", add_special_tokens=False)
+
+    class Doubts:  # doubts an attempt that says 99
+        def score(self, messages, texts):
+            return [0.0 if "99" in t else 1.0 for t in texts]
+
+    runs = {}
+    for mode in ("request", "keep"):
+        generate = scripted(script)
+        runs[mode] = (guided_correction(env, problems, renderer, generate, Doubts(), mode=mode, threshold=0.5,
+                                        params=GREEDY, resamples=50), generate.prompts)
+    (request, request_prompts), (keep, keep_prompts) = runs["request"], runs["keep"]
+    doubted = [r["doubted"] for r in request["records"]]
+    assert doubted == [int(p.reference) % 2 == 1 for p in problems]
+    assert request_prompts[6:] == [p for p, d in zip(keep_prompts[6:], doubted) if d]
+    assert request["guided"]["acc_t2"] == keep["guided"]["acc_t2"] == 1.0
+    assert keep["always"]["acc_t2"] == 1.0 and request["requested_frac"] == sum(doubted) / 6
