@@ -93,6 +93,11 @@ class OptimizerConfig:
     """Samples per forward/backward; gradients are accumulated over the batch."""
     save_every: int = 0
     """Save a resumable checkpoint every this many steps (0: only at the end)."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass: less memory, about a third more compute."""
+    logprob_chunk_tokens: int = 1024
+    """Positions per chunk of the output layer when computing log-probs: the largest logits tensor is
+    [chunk, vocab] in fp32, never [batch, length, vocab]."""
 
 
 @dataclass
@@ -229,6 +234,7 @@ def validate_shared(cfg: Any) -> None:
         "rollout.num_engines": cfg.rollout.num_engines,
         "rollout.max_new_tokens": cfg.rollout.max_new_tokens,
         "train.micro_batch_size": cfg.train.micro_batch_size,
+        "train.logprob_chunk_tokens": cfg.train.logprob_chunk_tokens,
         "ray.num_reward_workers": cfg.ray.num_reward_workers,
     }
     for key, value in positive.items():

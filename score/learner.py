@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import safetensors.torch
 import torch
+import torch.utils.checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from score.objectives import score_loss, token_advantages
@@ -65,11 +66,61 @@ or None when not asked for; mask: `loss_mask` shifted the same way, float [B, L-
 Pure and picklable (a module-level function or a functools.partial of one): it travels to the learner actor."""
 
 
-def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """log p(token_j | tokens_<j) for j = 1..L-1, shape [B, L-1], without materialising a [B, L, V] log-softmax."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    targets = input_ids[:, 1:]
+LOGPROB_CHUNK_TOKENS = 1024
+"""Tokens per chunk of the output layer in `token_logprobs`: the largest logits tensor is [chunk, V] in fp32."""
+
+
+def _chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
+                    temperature: float) -> torch.Tensor:
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    if temperature != 1.0:
+        logits = logits / temperature
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def _chunkable(model: torch.nn.Module) -> bool:
+    """The output layer is a plain Linear whose output the model returns unchanged (no soft-capping, no scale)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    config = getattr(model, "config", None)
+    changes_logits = any(getattr(config, key, None) not in (None, 1.0)
+                         for key in ("final_logit_softcapping", "logit_scale", "output_multiplier_scale"))
+    return isinstance(head, torch.nn.Linear) and not changes_logits
+
+
+def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                   chunk_tokens: int = LOGPROB_CHUNK_TOKENS, temperature: float = 1.0) -> torch.Tensor:
+    """log p(token_j | tokens_<j) for j = 1..L-1, shape [B, L-1], never materialising [B, L, V] logits.
+
+    The model runs as usual (so FSDP's hooks, gradient checkpointing and autocast all apply), but its output layer is
+    replaced for the call by one that maps the hidden states to log-probs `chunk_tokens` positions at a time. With
+    gradients on, each chunk is recomputed in the backward pass (activation checkpointing), so autograd keeps only the
+    [B, L, H] hidden states, never a chunk's logits. Models whose output layer is not a plain Linear, or whose logits
+    are post-processed (soft-capping), take the unchunked path.
+    """
+    if not _chunkable(model):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float() / temperature
+        return logits.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    head = model.get_output_embeddings()
+    targets = input_ids[:, 1:].reshape(-1)
+
+    def logprob_head(hidden: torch.Tensor) -> torch.Tensor:
+        batch, length, width = hidden.shape
+        flat = hidden[:, :-1].reshape(-1, width)
+        pieces = []
+        for start in range(0, flat.shape[0], chunk_tokens):
+            args = (flat[start:start + chunk_tokens], head.weight, head.bias, targets[start:start + chunk_tokens],
+                    temperature)  # head.weight read here: under FSDP it is the gathered tensor during the forward
+            if torch.is_grad_enabled():
+                pieces.append(torch.utils.checkpoint.checkpoint(_chunk_logprobs, *args, use_reentrant=False))
+            else:
+                pieces.append(_chunk_logprobs(*args))
+        return torch.cat(pieces).view(batch, length - 1)
+
+    head.forward = logprob_head  # an instance attribute: same module, same parameter names, for this call only
+    try:
+        return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    finally:
+        del head.forward
 
 
 class Learner:
@@ -83,7 +134,11 @@ class Learner:
         weight_decay: float = 0.0,
         seed: int = 0,
         num_threads: int | None = None,
+        gradient_checkpointing: bool = False,
+        logprob_chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
     ) -> None:
+        if logprob_chunk_tokens < 1:
+            raise ValueError(f"train.logprob_chunk_tokens: must be >= 1, got {logprob_chunk_tokens}")
         if num_threads:
             torch.set_num_threads(num_threads)
         torch.manual_seed(seed)
@@ -92,6 +147,9 @@ class Learner:
         # Parameters stay in fp32 (AdamW needs them); bfloat16 runs the forward under autocast.
         self.policy = AutoModelForCausalLM.from_pretrained(init_from or model_path, dtype=torch.float32)
         self.policy.to(self.device).train()
+        if gradient_checkpointing:  # recompute each decoder layer in the backward pass instead of keeping activations
+            self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.chunk = logprob_chunk_tokens
         self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(self.device).eval()
         self.reference.requires_grad_(False)
         self.tokenizer = AutoTokenizer.from_pretrained(init_from or model_path)
@@ -133,9 +191,9 @@ class Learner:
             per_turn_w = kl_weights.expand(len(turn_adv), 2)
 
             with self._amp():
-                logp = token_logprobs(self.policy, input_ids, attention_mask)
+                logp = token_logprobs(self.policy, input_ids, attention_mask, chunk_tokens=self.chunk)
                 with torch.no_grad():
-                    ref_logp = token_logprobs(self.reference, input_ids, attention_mask)
+                    ref_logp = token_logprobs(self.reference, input_ids, attention_mask, chunk_tokens=self.chunk)
             kl = (logp.detach() - ref_logp) * (turn_ids > 0)
             advantages = token_advantages(turn_ids, turn_adv, kl, per_turn_w, kl_mode)
             is_weights = None
@@ -197,11 +255,11 @@ class Learner:
             mask = self._pad(batch.loss_mask[rows], 0)[:, 1:].float()
             values = {k: torch.tensor(v[rows], dtype=torch.float32, device=self.device) for k, v in batch.values.items()}
             with self._amp():
-                logp = token_logprobs(self.policy, input_ids, attention_mask)
+                logp = token_logprobs(self.policy, input_ids, attention_mask, chunk_tokens=self.chunk)
                 ref_logp = None
                 if use_reference:
                     with torch.no_grad():
-                        ref_logp = token_logprobs(self.reference, input_ids, attention_mask)
+                        ref_logp = token_logprobs(self.reference, input_ids, attention_mask, chunk_tokens=self.chunk)
             loss, stats = objective(logp, ref_logp, mask, values)
             (loss / groups).backward()
             sums["loss"] += float(loss.detach())
@@ -244,7 +302,7 @@ class Learner:
             out = []
             for seq in sequences:
                 ids = torch.tensor([seq], device=self.device)
-                out.append(token_logprobs(self.policy, ids, torch.ones_like(ids))[0].tolist())
+                out.append(token_logprobs(self.policy, ids, torch.ones_like(ids), chunk_tokens=self.chunk)[0].tolist())
             return out
         finally:
             self.policy.train()

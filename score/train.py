@@ -99,7 +99,9 @@ def train(cfg: Config) -> Path:
     init_ray(cfg)
     learner = start_learner(cfg.ray.learner_num_cpus, cfg.ray.learner_num_gpus, model_path=cfg.model.path,
                             init_from=cfg.init_from, dtype=cfg.model.dtype, lr=cfg.train.lr,
-                            weight_decay=cfg.train.weight_decay, seed=cfg.seed)
+                            weight_decay=cfg.train.weight_decay, seed=cfg.seed,
+                            gradient_checkpointing=cfg.train.gradient_checkpointing,
+                            logprob_chunk_tokens=cfg.train.logprob_chunk_tokens)
     engine_kwargs = dict(cfg.rollout.engine_kwargs)
     if cfg.rollout.weight_sync != "blob":
         engine_kwargs["weight_transfer_backend"] = cfg.rollout.weight_sync

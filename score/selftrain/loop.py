@@ -101,7 +101,9 @@ def run(cfg: SelfTrainConfig) -> Path:
                 learner = start_learner(cfg.ray.learner_num_cpus, cfg.ray.learner_num_gpus,
                                         model_path=method.reference(round_model, cfg.model.path),
                                         init_from=round_model, dtype=cfg.model.dtype, lr=cfg.train.lr,
-                                        weight_decay=cfg.train.weight_decay, seed=cfg.seed + r)
+                                        weight_decay=cfg.train.weight_decay, seed=cfg.seed + r,
+                                        gradient_checkpointing=cfg.train.gradient_checkpointing,
+                                        logprob_chunk_tokens=cfg.train.logprob_chunk_tokens)
                 try:
                     first_step = start_step if r == start_round else 0
                     if r == start_round and checkpoint is not None:
