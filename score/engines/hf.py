@@ -63,9 +63,13 @@ class HFEngine:
             )
         return completions
 
-    def update_weights(self, blob: bytes) -> None:
+    def update_weights(self, blob: bytes, partial: bool = False) -> None:
         state = safetensors.torch.load(blob)
-        self.model.load_state_dict(state, strict=True)
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        tied = {"lm_head.weight"} if self.model.config.tie_word_embeddings else set()
+        if unexpected or (not partial and set(missing) - tied):
+            raise ValueError(f"update_weights: names not in the model {unexpected[:5]}, weights missing "
+                             f"{sorted(set(missing) - tied)[:5] if not partial else []}")
 
     @torch.no_grad()
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
