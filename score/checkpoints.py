@@ -12,8 +12,11 @@ final/ and the self-training round models are the Hugging Face folder alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +25,7 @@ import safetensors.torch
 import torch
 
 from score import sharding
+from score.weights import load_shareable_state
 
 if TYPE_CHECKING:
     from score.learner import Learner
@@ -45,7 +49,8 @@ def save(learner: Learner, path: Path, *, with_optimizer: bool) -> None:
 
     state = {"model": get_model_state_dict(learner.policy),
              "optimizer": get_optimizer_state_dict(learner.policy, learner.optimizer)}
-    dcp.save(state, checkpoint_id=str(path / "dcp"), no_dist=not sharding.distributed())
+    with _single_process_quiet():
+        dcp.save(state, checkpoint_id=str(path / "dcp"), no_dist=not sharding.distributed())
     rng = {"torch_rng": torch.get_rng_state()}
     if learner.device.type == "cuda":
         rng["cuda_rng"] = torch.cuda.get_rng_state()
@@ -102,7 +107,8 @@ def load(learner: Learner, path: Path) -> None:
     # from the saved shards, whatever rank count wrote them.
     state = {"model": get_model_state_dict(learner.policy),
              "optimizer": get_optimizer_state_dict(learner.policy, learner.optimizer)}
-    dcp.load(state, checkpoint_id=str(path / "dcp"), no_dist=not sharding.distributed())
+    with _single_process_quiet():
+        dcp.load(state, checkpoint_id=str(path / "dcp"), no_dist=not sharding.distributed())
     set_model_state_dict(learner.policy, state["model"])
     set_optimizer_state_dict(learner.policy, learner.optimizer, state["optimizer"])
     own = path / f"rng_rank{learner.rank}.pt"
@@ -115,6 +121,14 @@ def load(learner: Learner, path: Path) -> None:
         random.setstate(rng["python_rng"])
 
 
+@contextlib.contextmanager
+def _single_process_quiet() -> Iterator[None]:
+    """DCP warns on every call without a process group that it assumes one process: that is the one-rank learner."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
 def _load_single_file_state(learner: Learner, path: Path) -> None:
     """Checkpoints written before the sharded learner (one process): safetensors + learner_state.pt."""
     if sharding.distributed():
@@ -122,7 +136,7 @@ def _load_single_file_state(learner: Learner, path: Path) -> None:
     state: dict[str, torch.Tensor] = {}
     for shard in sorted(path.glob("model*.safetensors")):  # one file, or shards of a large model
         state.update(safetensors.torch.load_file(str(shard)))
-    learner.policy.load_state_dict(state, strict=True)
+    load_shareable_state(learner.policy, state)  # save_pretrained stores tied weights once
     extra = torch.load(path / "learner_state.pt", weights_only=False, map_location=learner.device)
     learner.optimizer.load_state_dict(extra["optimizer"])
     torch.set_rng_state(extra["torch_rng"].cpu())
