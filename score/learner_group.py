@@ -98,8 +98,12 @@ class LearnerGroup:
                 self.group, placement_group_bundle_index=i)).remote(i, num_ranks, max(1, int(num_cpus)))
             for i in range(num_ranks)
         ]
-        address, port = self._wait([self.ranks[0].address.remote()], "rendezvous")[0]
-        self._wait([r.start.remote(address, port, timeout_s, learner_kwargs) for r in self.ranks], "start")
+        try:
+            address, port = self._wait([self.ranks[0].address.remote()], "rendezvous")[0]
+            self._wait([r.start.remote(address, port, timeout_s, learner_kwargs) for r in self.ranks], "start")
+        except BaseException:
+            self.shutdown()  # a rank that failed to start leaves the others waiting in the rendezvous
+            raise
 
     def _wait(self, refs: list, what: str) -> list:
         """All results, in order; the first rank that fails raises here at once (the others may be stuck in a
