@@ -81,3 +81,24 @@ def test_two_ranks_make_the_one_rank_update(ray_cluster, tiny_model_path, tmp_pa
     for streamed in (s1, s2):
         assert streamed.keys() == w2.keys()
     assert all(torch.equal(s2[k], w2[k]) for k in w2)
+
+
+def test_tied_embeddings_are_sharded_streamed_and_saved_once(ray_cluster, tmp_path):
+    """A tied model (SmolLM2, Qwen2.5 small): the shared tensor stays shared under FSDP and travels once."""
+    from transformers import AutoModelForCausalLM
+
+    from score.tiny import build_tiny_model, default_corpus
+
+    path = build_tiny_model(tmp_path / "tied", default_corpus(), seed=1, tie_word_embeddings=True)
+    group = _group(path, 2)
+    try:
+        group.train_step(_batch(0), kl_mode="loss", micro_batch_size=4)
+        _, streamed = _stream(group)
+        saved = _weights(group, tmp_path / "final")
+    finally:
+        group.shutdown()
+    assert "lm_head.weight" not in streamed and streamed.keys() == saved.keys()
+    assert all(torch.equal(streamed[k], saved[k]) for k in saved)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    torch.testing.assert_close(model.lm_head.weight.detach(), saved["model.embed_tokens.weight"])
