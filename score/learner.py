@@ -123,6 +123,20 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
         del head.forward
 
 
+def checkpoint_layers(model: torch.nn.Module) -> None:
+    """Gradient checkpointing: each decoder layer keeps only its input and recomputes its activations in the
+    backward pass. Done here rather than with transformers' `gradient_checkpointing_enable`, which only acts in
+    train mode, so that it holds whatever mode the policy is in; under FSDP2 the layer's parameters are gathered
+    again for the recomputation by FSDP's pre-backward hook."""
+    for layer in sharding.decoder_layers(model):
+        def checkpointed(*args, _forward=layer.forward, **kwargs):
+            if not torch.is_grad_enabled():
+                return _forward(*args, **kwargs)
+            return torch.utils.checkpoint.checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+
+        layer.forward = checkpointed  # an instance attribute: parameter names and state dicts are unchanged
+
+
 class Learner:
     """Policy, frozen reference and AdamW on one process, or one rank of N (see `score.learner_group`).
 
@@ -159,8 +173,8 @@ class Learner:
         self.autocast = dtype == "bfloat16" and not fsdp_bf16
         self.policy = AutoModelForCausalLM.from_pretrained(init_from or model_path, dtype=torch.float32)
         self.policy.to(self.device).train()
-        if gradient_checkpointing:  # recompute each decoder layer in the backward pass instead of keeping activations
-            self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if gradient_checkpointing:
+            checkpoint_layers(self.policy)
         self.chunk = logprob_chunk_tokens
         self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(self.device).eval()
         self.reference.requires_grad_(False)

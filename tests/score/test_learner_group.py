@@ -48,7 +48,8 @@ def test_split_rows_is_contiguous_and_near_equal():
 def test_two_ranks_make_the_one_rank_update(ray_cluster, tiny_model_path, tmp_path):
     results = {}
     for ranks in (1, 2):
-        group = _group(tiny_model_path, ranks)
+        # the 2-rank learner also recomputes its layers (gradient checkpointing under FSDP2): the same update
+        group = _group(tiny_model_path, ranks, gradient_checkpointing=ranks == 2)
         try:
             assert [p["rank"] for p in group.placement()] == list(range(ranks))
             # 11 samples in micro-batches of 3: the ranks get 6 and 5 samples, 2 micro-batches each; seq_mean and

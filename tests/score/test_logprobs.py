@@ -86,6 +86,7 @@ def test_gradient_checkpointing_gives_the_same_update_with_fewer_saved_activatio
     params, saved = [], []
     for checkpointing in (False, True):
         learner = Learner(str(tiny_model_path), lr=1e-2, gradient_checkpointing=checkpointing)
+        learner.policy.eval()  # checkpointing must not depend on train mode (dropout stays off for on-policy log-probs)
         count = [0]
 
         def pack(t, count=count):
