@@ -172,7 +172,9 @@ class Learner:
         fsdp_bf16 = sharding.distributed() and self.device.type == "cuda" and dtype == "bfloat16"
         self.autocast = dtype == "bfloat16" and not fsdp_bf16
         self.policy = AutoModelForCausalLM.from_pretrained(init_from or model_path, dtype=torch.float32)
-        self.policy.to(self.device).train()
+        # eval(): dropout off. Log-probs must be those of the policy that sampled (the engines run without dropout),
+        # and the KL to the reference must be 0 at step 0; gradients flow in eval mode all the same.
+        self.policy.to(self.device).eval()
         if gradient_checkpointing:
             checkpoint_layers(self.policy)
         self.chunk = logprob_chunk_tokens
@@ -270,7 +272,8 @@ class Learner:
             "loss": sums["loss"],
             "kl_t1": sums["kl_t1"] / max(sums["n_t1"], 1.0),
             "kl_t2": sums["kl_t2"] / max(sums["n_t2"], 1.0),
-            "grad_norm": grad_norm,
+            "grad_norm": grad_norm,  # before clipping (clip_grad_norm_ returns the unclipped norm)
+            "grad_clipped": float(grad_norm > max_grad_norm),
             "logprob_mismatch": sums["mismatch"] / n_tokens,
             "is_clip_frac": sums["is_clip"] / n_tokens,
             "trained_tokens": float(trained_tokens),
@@ -379,15 +382,11 @@ class Learner:
 
     @torch.no_grad()
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
-        self.policy.eval()
-        try:
-            out = []
-            for seq in sequences:
-                ids = torch.tensor([seq], device=self.device)
-                out.append(token_logprobs(self.policy, ids, torch.ones_like(ids), chunk_tokens=self.chunk)[0].tolist())
-            return out
-        finally:
-            self.policy.train()
+        out = []
+        for seq in sequences:
+            ids = torch.tensor([seq], device=self.device)
+            out.append(token_logprobs(self.policy, ids, torch.ones_like(ids), chunk_tokens=self.chunk)[0].tolist())
+        return out
 
     def parameter_checksums(self) -> dict[str, float]:
         """Sum of |w| over each model's parameters: cheap evidence of what changed."""

@@ -70,7 +70,7 @@ class ChatRenderer:
                 "Set tokenizer.chat_template in the model folder's tokenizer_config.json."
             )
         self.tokenizer = tokenizer
-        self._between_cache: dict[tuple[str, bool], list[int]] = {}
+        self._between_cache: dict[str, list[int]] = {}
 
     def _text(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(
@@ -83,25 +83,32 @@ class ChatRenderer:
     def first_turn(self, messages: list[dict[str, str]]) -> list[int]:
         return self.encode(self._text(messages, add_generation_prompt=True))
 
-    def between_turns(self, instruction: str, y1_finished: bool) -> list[int]:
+    def between_turns(self, instruction: str, y1_ids: list[int]) -> list[int]:
         """Ids that close the assistant turn of y1, add [user: instruction] and open the next assistant turn.
 
-        When y1 stopped on the end-of-turn token, that token is already in y1's ids and is not repeated; when y1 hit
-        the length limit, the turn is closed here.
+        The template's own closing text is rendered once. Whether y1 already closed its turn is decided by the last
+        token y1 actually generated, not by `tokenizer.eos_token`: if that token is the template's end-of-turn token
+        (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`) it is not repeated. Otherwise (y1 hit the length limit, or the
+        engine stopped on another EOS from the model's generation_config, e.g. Llama-3's `<|end_of_text|>`) the turn
+        is closed here, so the next turn never starts inside an unclosed one.
         """
-        key = (instruction, y1_finished)
-        if key not in self._between_cache:
+        if instruction not in self._between_cache:
             probe = [{"role": "user", "content": _PROBE_USER}, {"role": "assistant", "content": _PROBE_ASSISTANT}]
             before = self._text(probe, add_generation_prompt=False)
             after = self._text(probe + [{"role": "user", "content": instruction}], add_generation_prompt=True)
             if not after.startswith(before):
                 raise ValueError("the chat template renders earlier turns differently once a turn is added")
             text = before[before.rindex(_PROBE_ASSISTANT) + len(_PROBE_ASSISTANT) :] + after[len(before) :]
-            eos_text = self.tokenizer.eos_token or ""
-            if y1_finished and eos_text and text.startswith(eos_text):
-                text = text[len(eos_text) :]
-            self._between_cache[key] = self.encode(text)
-        return self._between_cache[key]
+            self._between_cache[instruction] = self.encode(text)
+        between = self._between_cache[instruction]
+        if y1_ids and between and y1_ids[-1] == between[0]:
+            return between[1:]
+        return between
+
+    @property
+    def end_of_turn_id(self) -> int:
+        """The token the template closes an assistant turn with (the first token after an assistant message)."""
+        return self.between_turns("", [])[0]
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -135,7 +142,7 @@ def two_attempt_rollout(
     for t, completion in zip(trajectories, first, strict=True):
         t.y1 = completion
         t.y1_text = renderer.decode(completion.token_ids)
-        t.between_ids = renderer.between_turns(env.correction_instruction, completion.finished)
+        t.between_ids = renderer.between_turns(env.correction_instruction, completion.token_ids)
 
     second_params = SamplingParams(
         temperature=params.temperature, top_p=params.top_p, max_new_tokens=params.max_new_tokens, seed=params.seed + 1

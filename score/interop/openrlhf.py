@@ -108,7 +108,8 @@ class SelfCorrectionEpisode:
             if self.renderer is None:
                 raise RuntimeError("SelfCorrectionEpisode.use_tokenizer was not called (the exported "
                                    "AgentExecutor.execute does it)")
-            between = self.renderer.between_turns(self.next_instruction(), y1_finished=True)
+            # the attempt OpenRLHF generated ended its turn (with the template's end-of-turn token)
+            between = self.renderer.between_turns(self.next_instruction(), [self.renderer.end_of_turn_id])
             feedback = self.renderer.tokenizer.decode(between, skip_special_tokens=False)
         logs = {f"acc_t{k + 1}": float(r >= 0.5) for k, r in enumerate(self.rewards)}
         if len(self.rewards) >= 2:

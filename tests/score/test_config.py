@@ -35,6 +35,10 @@ def test_yaml_then_overrides(cfg_file):
         (["learner.placement=pack"], "learner.placement"),
         (["learner.sync_bucket_mb=0"], "learner.sync_bucket_mb"),
         (["train.logprob_chunk_tokens=0"], "train.logprob_chunk_tokens"),
+        # sampling the learner does not score: off-policy updates without a word, so refused at start
+        (["rollout.temperature=0.7"], "rollout.temperature"),
+        (["rollout.temperature=0"], "rollout.temperature"),
+        (["rollout.top_p=0.9"], "rollout.top_p"),
     ],
 )
 def test_bad_config_names_the_key(cfg_file, override, message):

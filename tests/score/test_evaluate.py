@@ -72,7 +72,7 @@ def test_k_attempts_extend_the_conversation_with_exact_ids(engine, renderer):
         expected = renderer.first_turn(env.first_turn_messages(sample.problem))
         for completion in sample.completions:
             expected = expected + completion.token_ids + renderer.between_turns(env.correction_instruction,
-                                                                                  completion.finished)
+                                                                                  completion.token_ids)
         assert sample.context_ids == expected
         assert sample.texts == [renderer.decode(c.token_ids) for c in sample.completions]
     assert result.rewards().shape == (3, 1, 3)
@@ -210,3 +210,16 @@ def test_score_eval_on_vllm_matches_transformers(tiny_model_path, tmp_path, engi
     texts = [a["text"] for r in records for a in r["attempts"]]
     same = sum(a == b for a, b in zip(texts, [t for s in reference.samples for t in s.texts]))
     assert same >= 0.9 * len(texts)  # fp32 on both; a rare near-tie may flip one greedy token
+
+
+def test_eval_reports_strict_and_lenient_accuracy():
+    from envs.base import Problem
+    from score.evaluate import EvalResult, EvalSample, answer_form_accuracy
+
+    problem = Problem(id="0", prompt="What is 6 * 7?", reference="42")
+    instructed = "Final Answer: The final answer is $42$. I hope it is correct."
+    samples = [EvalSample(problem, 0, [], texts=[instructed, "It is 42"], rewards=[1.0, 1.0]),
+               EvalSample(problem, 1, [], texts=["It is 41", instructed], rewards=[0.0, 1.0])]
+    forms = answer_form_accuracy("math", {}, EvalResult(samples, attempts=2, samples_per_problem=2))
+    assert forms == {"strict": {"acc_t1": 0.5, "acc_t2": 0.5}, "lenient": {"acc_t1": 0.5, "acc_t2": 1.0}}
+    assert answer_form_accuracy("arithmetic", {}, EvalResult(samples, 2, 2)) is None

@@ -22,7 +22,7 @@ def test_conversation_renders_like_the_chat_template(renderer):
     prompt = renderer.first_turn(env.first_turn_messages(problem))
     y1 = renderer.encode("I think 7") + [tok.eos_token_id]  # stopped on <|im_end|>
     y2 = renderer.encode("It is 8") + [tok.eos_token_id]
-    ids = prompt + y1 + renderer.between_turns(env.correction_instruction, y1_finished=True) + y2
+    ids = prompt + y1 + renderer.between_turns(env.correction_instruction, y1) + y2
     conversation = env.first_turn_messages(problem) + [
         {"role": "assistant", "content": "I think 7"},
         {"role": "user", "content": env.correction_instruction},
@@ -34,9 +34,9 @@ def test_conversation_renders_like_the_chat_template(renderer):
 
 def test_truncated_first_attempt_gets_its_turn_closed(renderer):
     tok = renderer.tokenizer
-    closed = renderer.between_turns("Fix it.", y1_finished=False)
+    closed = renderer.between_turns("Fix it.", renderer.encode("I think"))  # cut off by the length limit
     assert closed[0] == tok.eos_token_id
-    assert renderer.between_turns("Fix it.", y1_finished=True) == closed[1:]
+    assert renderer.between_turns("Fix it.", renderer.encode("I think") + [tok.eos_token_id]) == closed[1:]
 
 
 class ScriptedEngine:
