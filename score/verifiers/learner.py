@@ -42,12 +42,16 @@ class HeadLearner(Learner):
             torch.set_num_threads(num_threads)
         torch.manual_seed(seed)  # the head's initialisation
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.policy = load_head_model(init_from or model_path).to(self.device).train()
+        self.rank = 0  # one process: a verifier head is not sharded (learner.num_ranks=1)
+        self.policy = load_head_model(init_from or model_path).to(self.device).eval()  # no dropout anywhere
         self.reference = None
+        self.chunk = 0
         self.tokenizer = AutoTokenizer.from_pretrained(init_from or model_path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.autocast = dtype == "bfloat16"
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=weight_decay)
+        self.sync_bucket_bytes = 256 << 20
+        self._buckets = None
 
     def token_values(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
                      ) -> torch.Tensor:
