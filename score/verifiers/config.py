@@ -15,6 +15,7 @@ from typing import Any
 from score.config import (
     ConfigError,
     EnvConfig,
+    LearnerConfig,
     ModelConfig,
     OptimizerConfig,
     RayConfig,
@@ -131,6 +132,8 @@ class VerifierConfig:
     verifier: VerifierSpec = field(default_factory=VerifierSpec)
     train: VerifierTrainConfig = field(default_factory=VerifierTrainConfig)
     w2s: W2sConfig = field(default_factory=W2sConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    """learner.num_ranks must be 1: a verifier trains in one learner actor."""
     ray: RayConfig = field(default_factory=RayConfig)
     log: dict[str, Any] = field(default_factory=lambda: {"tensorboard": False, "wandb_project": None})
 
@@ -175,6 +178,8 @@ def validate_verifier(cfg: VerifierConfig) -> None:
             raise ConfigError(f"{key}: must be >= 1, got {value}")
     if cfg.data.steps.split == "regex" and not cfg.data.steps.pattern:
         raise ConfigError("data.steps.pattern: split=regex needs a pattern, e.g. '[.!?](?=\\s)'")
+    if cfg.learner.num_ranks != 1:
+        raise ConfigError(f"learner.num_ranks: a verifier trains in one learner actor; set 1, not {cfg.learner.num_ranks}")
     if cfg.data.cotnpot.filter and not cfg.data.cotnpot.enabled:
         raise ConfigError("data.cotnpot.filter needs data.cotnpot.enabled=true")
     if not 0 < cfg.w2s.weak_fraction < 1:
