@@ -33,7 +33,7 @@ from score.config import ConfigError, to_yaml
 from score.learner import Learner, SequenceBatch
 from score.logger import MetricsLogger
 from score.rollout import ChatRenderer
-from score.train import init_ray, save_checkpoint, step_problems
+from score.train import init_ray, step_problems
 from score.verifiers.config import VerifierConfig
 from score.verifiers.data import read_data
 from score.verifiers.learner import HeadLearner
@@ -108,6 +108,13 @@ def spec_record(cfg: VerifierConfig) -> dict[str, Any]:
     return {"kind": cfg.verifier.kind, "orm_head": cfg.verifier.orm_head, "prm_aggregate": cfg.verifier.prm_aggregate,
             "steps": dataclasses.asdict(cfg.data.steps), "max_length": cfg.train.max_length,
             "base_model": cfg.init_from or cfg.model.path}
+
+
+def save_checkpoint(out: Path, step: int, learner) -> None:
+    """OUTPUT_DIR/checkpoints/step_N: the verifier, optimizer and RNG; trainer_state.json last (marks it complete)."""
+    path = out / "checkpoints" / f"step_{step}"
+    ray.get(learner.save.remote(str(path), with_optimizer=True))
+    (path / "trainer_state.json").write_text(json.dumps({"step": step}))
 
 
 def _resume_step(out: Path) -> tuple[int, Path | None]:

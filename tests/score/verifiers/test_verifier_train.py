@@ -100,7 +100,7 @@ def test_train_each_kind_and_score_with_the_saved_verifier(data, trained, kind):
 
 def test_resume_from_a_checkpoint_gives_the_uninterrupted_weights(data, tiny_model_path, tmp_path):
     full = run_train(_config(tiny_model_path, tmp_path / "full", data, ["train.save_every=2"]))
-    assert (tmp_path / "full/checkpoints/step_2/learner_state.pt").is_file()
+    assert (tmp_path / "full/checkpoints/step_2/trainer_state.json").is_file()
     resumed_dir = tmp_path / "resumed"
     shutil.copytree(tmp_path / "full/checkpoints", resumed_dir / "checkpoints")
     resumed = run_train(_config(tiny_model_path, resumed_dir, data, ["train.save_every=2", "resume=true"]))
