@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from envs.base import MATH_CORRECTION_INSTRUCTION, MATH_SYSTEM_PROMPT, Environment, Problem
+
+_ANSWER_FORM = ('At the end of the Solution, when you give your final answer, write it in the form "Final Answer: The '
+                'final answer is $answer$. I hope it is correct."')
 from rewards import math as math_reward
 
 
@@ -63,10 +66,13 @@ class MathEnv(Environment):
     ending in \\boxed{...}, like MATH) or "gsm8k" (a solution ending in '#### answer'). `strict_format=True` rewards
     only answers given in the instructed form (the "Final Answer: The final answer is ..." line or a \\boxed{}), never
     one found by a fallback such as the last number of the text (see `rewards.math.extract_answer`).
+    `feedback="oracle"` tells the model, before its next attempt, whether its final answer was right.
     """
 
     system_prompt = MATH_SYSTEM_PROMPT
     correction_instruction = MATH_CORRECTION_INSTRUCTION
+    oracle_wrong = f"Your final answer above is wrong. Please correct the error and rewrite the solution. {_ANSWER_FORM}"
+    oracle_right = f"Your final answer above is right. Please rewrite the solution. {_ANSWER_FORM}"
     answer_format = "raw"
     timeout = 5.0
     strict_format = False

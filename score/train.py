@@ -24,12 +24,12 @@ from transformers import AutoTokenizer
 from envs import Problem, make_env
 from score.actors import RewardPool, RolloutGroup, connect_gpu_weight_sync, start_learner
 from score.config import Config, ConfigError, to_yaml
-from score.engines import SamplingParams, resolve_engine_kind
+from score.engines import SamplingParams, fallback_notice, resolve_engine_kind
 from score.learner import Batch
 from score.logger import MetricsLogger
 from score.metrics import self_correction_metrics
 from score.objectives import kl_weights, per_turn_rewards, subtract_baseline
-from score.rollout import ChatRenderer, Trajectory, assign_rewards, two_attempt_rollout
+from score.rollout import ChatRenderer, Trajectory, assign_rewards, feedback_hook, two_attempt_rollout
 
 console = Console()
 
@@ -124,9 +124,17 @@ def train(cfg: Config) -> Path:
     engine_kwargs = dict(cfg.rollout.engine_kwargs)
     if cfg.rollout.weight_sync != "blob":
         engine_kwargs["weight_transfer_backend"] = cfg.rollout.weight_sync
-    engines = RolloutGroup(resolve_engine_kind(cfg.rollout.engine), policy_path, engine_kwargs,
+    resolve_engine_kind(cfg.rollout.engine)  # an engine that is not installed fails here, before any actor starts
+    # Each worker resolves `auto` itself: vLLM, or the transformers engine where vLLM refuses the model.
+    engines = RolloutGroup(cfg.rollout.engine, policy_path, engine_kwargs,
                            num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
                            num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
+    engine, refusal = engines.engine_info()
+    if refusal:
+        console.print(fallback_notice(refusal), markup=False, highlight=False, soft_wrap=True)
+        if cfg.rollout.weight_sync != "blob":
+            raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs vLLM, which refused the model; "
+                              "set rollout.weight_sync=blob")
     scorer = RewardPool(cfg.env.name, env_kwargs, num_workers=cfg.ray.num_reward_workers)
     if cfg.rollout.weight_sync != "blob":
         connect_gpu_weight_sync(learner, engines, cfg.rollout.weight_sync,
@@ -166,7 +174,7 @@ def train(cfg: Config) -> Path:
         end_checksums = ray.get(learner.parameter_checksums.remote())
         summary = {"start": start_checksums, "end": end_checksums, "steps": cfg.train.steps,
                    "grad_clip_fraction": float(np.mean(clipped)) if clipped else None,
-                   "rollout_workers": engines.placement()}
+                   "rollout_workers": engines.placement(), "engine": engine, "feedback": env.feedback_kind}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         console.print(f"stage {cfg.stage} done: final policy in {final}")
         return final
@@ -185,7 +193,7 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
                             seed=cfg.seed * 1_000_003 + step)
     batch_problems = step_problems(problems, step, cfg.train.prompts_per_step, cfg.seed)
     trajectories = two_attempt_rollout(batch_problems, env, renderer, engines.generate, n=cfg.rollout.n,
-                                       params=params)
+                                       params=params, feedback=feedback_hook(env, scorer.feedbacks))
     t1 = timer()
     assign_rewards(trajectories, scorer.score)
     t2 = timer()
@@ -200,6 +208,7 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
     return {
         "step": step + 1,
         "stage": cfg.stage,
+        "feedback": env.feedback_kind,  # intrinsic or extrinsic: their deltas are different experiments
         **{k: v for k, v in outcome.items() if k != "n"},
         "reward_t1": float(shaped[:, 0].mean()),
         "reward_t2": float(shaped[:, 1].mean()),
@@ -232,7 +241,8 @@ def evaluate_held_out(cfg: Config, problems: list[Problem], env, renderer: ChatR
 
     start = time.perf_counter()
     params = SamplingParams(temperature=0.0, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens)
-    result = evaluate(env, problems, renderer, engines.generate, attempts=2, params=params, score=scorer.score)
+    result = evaluate(env, problems, renderer, engines.generate, attempts=2, params=params, score=scorer.score,
+                      feedbacks=scorer.feedbacks)
     return {**result.log_metrics(prefix="eval_"), "time_eval": time.perf_counter() - start}
 
 
