@@ -156,7 +156,7 @@ def _next_attempt(items: list[EvalSample], k: int, env: Environment, renderer: C
         it.context_ids = it.context_ids + completion.token_ids
         if i in instructions:
             it.instructions.append(instructions[i])
-            it.context_ids = it.context_ids + renderer.between_turns(instructions[i], completion.finished)
+            it.context_ids = it.context_ids + renderer.between_turns(instructions[i], completion.token_ids)
 
 
 def _start(problems: list[Problem], samples: int, env: Environment, renderer: ChatRenderer) -> list[EvalSample]:
@@ -375,6 +375,26 @@ def _details(env: Environment, text: str, problem: Problem) -> dict[str, Any]:
 # ----- score eval ---------------------------------------------------------------------------------------------------
 
 
+def answer_form_accuracy(env_name: str, env_kwargs: dict[str, Any] | None,
+                         result: EvalResult) -> dict[str, dict[str, float]] | None:
+    """Acc@t of every attempt under both readings of an environment with `strict_format` (math, gsm8k, ...):
+    strict (only the instructed final-answer form counts, as in training) and lenient (any extractable answer,
+    e.g. the last number). None for environments without the switch."""
+    from envs import make_env
+
+    kwargs = dict(env_kwargs or {})
+    if not hasattr(make_env(env_name, **kwargs), "strict_format"):
+        return None
+    texts = [text for s in result.samples for text in s.texts]
+    problems = [s.problem for s in result.samples for _ in s.texts]
+    out = {}
+    for reading, strict in (("strict", True), ("lenient", False)):
+        rewards = np.array(make_env(env_name, **{**kwargs, "strict_format": strict}).rewards(texts, problems))
+        per_attempt = rewards.reshape(len(result.samples), result.attempts)
+        out[reading] = {f"acc_t{k + 1}": float(per_attempt[:, k].mean()) for k in range(result.attempts)}
+    return out
+
+
 def run_eval(
     model: str,
     env_name: str,
@@ -438,6 +458,11 @@ def run_eval(
             generator.shutdown()
         summary = {**result.summary(resamples=resamples, confidence=confidence, seed=params.seed),
                    "config": {**config, "model": str(path), "engine": engine_kind(generator)}}
+        forms = answer_form_accuracy(env_name, env_kwargs, result)
+        if forms:
+            summary["answer_form"] = forms
+            console.print("accuracy by answer reading: " + "; ".join(
+                f"{reading} " + ", ".join(f"{k} {v:.3f}" for k, v in accs.items()) for reading, accs in forms.items()))
         report.write_eval(folder, summary, sample_records(result, env), scaling=scaling)
         return summary, scaling
 

@@ -75,7 +75,7 @@ class ChatRenderer:
                 "Set tokenizer.chat_template in the model folder's tokenizer_config.json."
             )
         self.tokenizer = tokenizer
-        self._between_cache: dict[tuple[str, bool], list[int]] = {}
+        self._between_cache: dict[str, list[int]] = {}
         # Strings the tokenizer turns into control tokens (<|im_end|>, ...): feedback may quote them from model output.
         self._special = sorted({t for t in [*tokenizer.all_special_tokens,
                                             *(a.content for a in tokenizer.added_tokens_decoder.values() if a.special)]
@@ -100,29 +100,36 @@ class ChatRenderer:
                 text = text.replace(token, token[0] + "\u200b" + token[1:])
         return text
 
-    def between_turns(self, instruction: str, y1_finished: bool) -> list[int]:
+    def between_turns(self, instruction: str, y1_ids: list[int]) -> list[int]:
         """Ids that close the assistant turn of y1, add [user: instruction] and open the next assistant turn.
 
-        When y1 stopped on the end-of-turn token, that token is already in y1's ids and is not repeated; when y1 hit
-        the length limit, the turn is closed here. The instruction is made `inert` first (it may be feedback that
-        quotes model output).
+        The template's own closing text is rendered once. Whether y1 already closed its turn is decided by the last
+        token y1 actually generated, not by `tokenizer.eos_token`: if that token is the template's end-of-turn token
+        (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`) it is not repeated. Otherwise (y1 hit the length limit, or the
+        engine stopped on another EOS from the model's generation_config, e.g. Llama-3's `<|end_of_text|>`) the turn
+        is closed here, so the next turn never starts inside an unclosed one. The instruction is made `inert` first
+        (it may be feedback that quotes model output).
         """
         instruction = self.inert(instruction)
-        key = (instruction, y1_finished)
         if len(self._between_cache) > 4096:  # feedback makes instructions vary; keep the cache bounded
             self._between_cache.clear()
-        if key not in self._between_cache:
+        if instruction not in self._between_cache:
             probe = [{"role": "user", "content": _PROBE_USER}, {"role": "assistant", "content": _PROBE_ASSISTANT}]
             before = self._text(probe, add_generation_prompt=False)
             after = self._text(probe + [{"role": "user", "content": instruction}], add_generation_prompt=True)
             if not after.startswith(before):
                 raise ValueError("the chat template renders earlier turns differently once a turn is added")
             text = before[before.rindex(_PROBE_ASSISTANT) + len(_PROBE_ASSISTANT) :] + after[len(before) :]
-            eos_text = self.tokenizer.eos_token or ""
-            if y1_finished and eos_text and text.startswith(eos_text):
-                text = text[len(eos_text) :]
-            self._between_cache[key] = self.encode(text)
-        return self._between_cache[key]
+            self._between_cache[instruction] = self.encode(text)
+        between = self._between_cache[instruction]
+        if y1_ids and between and y1_ids[-1] == between[0]:
+            return between[1:]
+        return between
+
+    @property
+    def end_of_turn_id(self) -> int:
+        """The token the template closes an assistant turn with (the first token after an assistant message)."""
+        return self.between_turns("", [])[0]
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -185,7 +192,7 @@ def two_attempt_rollout(
                                      feedback)
     for t, instruction in zip(trajectories, instructions, strict=True):
         t.instruction = instruction
-        t.between_ids = renderer.between_turns(instruction, t.y1.finished)
+        t.between_ids = renderer.between_turns(instruction, t.y1.token_ids)
 
     second_params = SamplingParams(
         temperature=params.temperature, top_p=params.top_p, max_new_tokens=params.max_new_tokens, seed=params.seed + 1

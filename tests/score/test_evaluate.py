@@ -73,7 +73,7 @@ def test_k_attempts_extend_the_conversation_with_exact_ids(engine, renderer):
         for k, completion in enumerate(sample.completions):
             expected = expected + completion.token_ids
             if k < 2:  # the last attempt is followed by nothing
-                expected = expected + renderer.between_turns(env.correction_instruction, completion.finished)
+                expected = expected + renderer.between_turns(env.correction_instruction, completion.token_ids)
         assert sample.context_ids == expected
         assert sample.instructions == [env.correction_instruction] * 2
         assert sample.texts == [renderer.decode(c.token_ids) for c in sample.completions]
@@ -215,6 +215,19 @@ def test_score_eval_on_vllm_matches_transformers(tiny_model_path, tmp_path, engi
     assert same >= 0.9 * len(texts)  # fp32 on both; a rare near-tie may flip one greedy token
 
 
+def test_eval_reports_strict_and_lenient_accuracy():
+    from envs.base import Problem
+    from score.evaluate import EvalResult, EvalSample, answer_form_accuracy
+
+    problem = Problem(id="0", prompt="What is 6 * 7?", reference="42")
+    instructed = "Final Answer: The final answer is $42$. I hope it is correct."
+    samples = [EvalSample(problem, 0, [], texts=[instructed, "It is 42"], rewards=[1.0, 1.0]),
+               EvalSample(problem, 1, [], texts=["It is 41", instructed], rewards=[0.0, 1.0])]
+    forms = answer_form_accuracy("math", {}, EvalResult(samples, attempts=2, samples_per_problem=2))
+    assert forms == {"strict": {"acc_t1": 0.5, "acc_t2": 0.5}, "lenient": {"acc_t1": 0.5, "acc_t2": 1.0}}
+    assert answer_form_accuracy("arithmetic", {}, EvalResult(samples, 2, 2)) is None
+
+
 class CountingFeedbackEnv(LetterEnv):
     """Feedback that names the attempt's length and counts how often it is asked for."""
 
@@ -241,7 +254,7 @@ def test_k_attempts_with_feedback(engine, renderer, tmp_path):
         for k, completion in enumerate(sample.completions):
             expected = expected + completion.token_ids
             if k < 2:
-                expected = expected + renderer.between_turns(told[k], completion.finished)
+                expected = expected + renderer.between_turns(told[k], completion.token_ids)
         assert sample.context_ids == expected
     summary = result.summary(resamples=50)
     assert summary["feedback"] == "extrinsic:length" and "delta_t1_t3" in summary

@@ -22,7 +22,7 @@ def test_conversation_renders_like_the_chat_template(renderer):
     prompt = renderer.first_turn(env.first_turn_messages(problem))
     y1 = renderer.encode("I think 7") + [tok.eos_token_id]  # stopped on <|im_end|>
     y2 = renderer.encode("It is 8") + [tok.eos_token_id]
-    ids = prompt + y1 + renderer.between_turns(env.correction_instruction, y1_finished=True) + y2
+    ids = prompt + y1 + renderer.between_turns(env.correction_instruction, y1) + y2
     conversation = env.first_turn_messages(problem) + [
         {"role": "assistant", "content": "I think 7"},
         {"role": "user", "content": env.correction_instruction},
@@ -34,9 +34,9 @@ def test_conversation_renders_like_the_chat_template(renderer):
 
 def test_truncated_first_attempt_gets_its_turn_closed(renderer):
     tok = renderer.tokenizer
-    closed = renderer.between_turns("Fix it.", y1_finished=False)
+    closed = renderer.between_turns("Fix it.", renderer.encode("I think"))  # cut off by the length limit
     assert closed[0] == tok.eos_token_id
-    assert renderer.between_turns("Fix it.", y1_finished=True) == closed[1:]
+    assert renderer.between_turns("Fix it.", renderer.encode("I think") + [tok.eos_token_id]) == closed[1:]
 
 
 class ScriptedEngine:
@@ -118,7 +118,7 @@ def test_feedback_replaces_the_instruction_and_is_never_trained(renderer):
     for t, second_prompt in zip(trajectories, engine.calls[1]):
         told = f"You wrote '5'; the answer is {t.problem.reference}."
         assert t.instruction == told
-        assert second_prompt == t.prompt_ids + t.y1.token_ids + renderer.between_turns(told, True)
+        assert second_prompt == t.prompt_ids + t.y1.token_ids + renderer.between_turns(told, t.y1.token_ids)
         conversation = env.messages(t.problem, ["5"], [told]) + [{"role": "assistant", "content": "6"}]
         assert tok.decode(t.input_ids) + "\n" == tok.apply_chat_template(conversation, tokenize=False)
         turns = t.turn_ids
@@ -131,8 +131,9 @@ def test_feedback_replaces_the_instruction_and_is_never_trained(renderer):
 def test_intrinsic_environments_are_never_asked_for_feedback(renderer):
     env = ArithmeticEnv(digits=1, ops="+", num_train=10, num_test=5)
     assert feedback_hook(env, lambda attempts, problems: pytest.fail("feedback asked")) is None
-    trajectories = two_attempt_rollout(env.load("train")[:1], env, renderer, ScriptedEngine(renderer.tokenizer).generate,
-                                       n=2, params=SamplingParams(), feedback=feedback_hook(env))
+    engine = ScriptedEngine(renderer.tokenizer)
+    trajectories = two_attempt_rollout(env.load("train")[:1], env, renderer, engine.generate, n=2,
+                                       params=SamplingParams(), feedback=feedback_hook(env))
     assert all(t.instruction == env.correction_instruction for t in trajectories)
 
 
@@ -151,7 +152,7 @@ def test_feedback_cannot_break_the_chat_template_and_is_bounded(renderer):
                                params=SamplingParams(), feedback=feedback_hook(env))
     assert len(t.instruction) == env.feedback_max_chars and t.instruction.endswith("characters cut]")
     assert "\x1b" not in t.instruction and "\x00" not in t.instruction
-    plain = renderer.between_turns(env.correction_instruction, True)
+    plain = renderer.between_turns(env.correction_instruction, t.y1.token_ids)
     special = set(tok.all_special_ids)
     # the control tokens are exactly the template's own: one user turn, then the assistant turn opens
     assert [i for i in t.between_ids if i in special] == [i for i in plain if i in special]

@@ -43,7 +43,7 @@ def test_feedback_reaches_the_engine_and_is_never_trained(ray_cluster, tiny_mode
         for t, ids, turns in zip(trajectories, batch.input_ids, batch.turn_ids):
             told = clip_feedback(env.feedback(t.problem, t.y1_text))  # what the reward worker computed
             assert t.instruction == told and told.startswith("You wrote ")
-            between = renderer.between_turns(told, t.y1.finished)
+            between = renderer.between_turns(told, t.y1.token_ids)
             assert ids == t.prompt_ids + t.y1.token_ids + between + t.y2.token_ids
             assert turns == ([0] * len(t.prompt_ids) + [1] * len(t.y1.token_ids) + [0] * len(between)
                              + [2] * len(t.y2.token_ids))

@@ -154,7 +154,8 @@ def test_agent_runs_k_attempts_like_score_train(openrlhf_standin, tmp_path, tiny
     assert result["extra_logs"] == logs
     # Token for token the conversation `score train` builds: [user: x] [assistant: y1] [user: p] [assistant: y2] ...
     renderer = ChatRenderer(tokenizer)
-    between = renderer.between_turns("Check the answer above and write it again, corrected if needed.", True)
+    between = renderer.between_turns("Check the answer above and write it again, corrected if needed.",
+                                     [renderer.end_of_turn_id])
     expected, ranges = renderer.first_turn(row["input"]), []
     for k, text in enumerate(texts):
         ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
@@ -182,7 +183,8 @@ def test_agent_shows_the_environment_s_feedback(openrlhf_standin, tmp_path, tiny
     told = [tokenizer.decode(engine.prompts[k][len(engine.prompts[k - 1]):]) for k in (1, 2)]
     assert "The answer above is wrong. Write it again, corrected." in told[0]
     assert "The answer above is right. Write it again." in told[1]
-    wrong = renderer.between_turns("The answer above is wrong. Write it again, corrected.", True)
+    wrong = renderer.between_turns("The answer above is wrong. Write it again, corrected.",
+                                   [renderer.end_of_turn_id])
     assert engine.prompts[1][-len(wrong):] == wrong
     assert result["extra_logs"]["acc_t2"] == 1.0
 
