@@ -71,7 +71,8 @@ class MathEnv(Environment):
 
     system_prompt = MATH_SYSTEM_PROMPT
     correction_instruction = MATH_CORRECTION_INSTRUCTION
-    oracle_wrong = f"Your final answer above is wrong. Please correct the error and rewrite the solution. {_ANSWER_FORM}"
+    oracle_wrong = ("Your final answer above is wrong. Please correct the error and rewrite the solution. "
+                    + _ANSWER_FORM)
     oracle_right = f"Your final answer above is right. Please rewrite the solution. {_ANSWER_FORM}"
     answer_format = "raw"
     timeout = 5.0

@@ -6,10 +6,11 @@ never imports OpenRLHF itself.
 - The agent file (`--train.agent_func_path agent_func.py`) defines `AgentExecutor`, a `MultiTurnAgentExecutor`
   whose `AgentInstance` runs `SelfCorrectionEpisode`: attempt 1 answers the prompt, and each later attempt follows
   the environment's correction instruction (or its feedback on the attempt, where it gives some), rendered with the
-  model's chat template exactly as `score train` renders it. Rewards follow OpenRLHF's convention: each step returns a 0-d tensor under "rewards" and OpenRLHF adds them up
-  into the trajectory's reward. Step 1 returns r(y_1) and step k > 1 returns (1 + alpha) * (r(y_k) - r(y_{k-1})), so
-  the sum is r(y_K) + alpha * (r(y_K) - r(y_1)) (or the same for the last attempt reached, if OpenRLHF's token budget
-  ends the episode early); "scores" (for dynamic filtering) is the last attempt's reward.
+  model's chat template exactly as `score train` renders it. Rewards follow OpenRLHF's convention: each step
+  returns a 0-d tensor under "rewards" and OpenRLHF adds them up into the trajectory's reward. Step 1 returns r(y_1)
+  and step k > 1 returns (1 + alpha) * (r(y_k) - r(y_{k-1})), so the sum is r(y_K) + alpha * (r(y_K) - r(y_1)) (or
+  the same for the last attempt reached, if OpenRLHF's token budget ends the episode early); "scores" (for dynamic
+  filtering) is the last attempt's reward.
 - The reward file (`--reward.remote_url reward_func.py`) defines `reward_func(queries, prompts, labels)`: the
   environment's reward of one single-turn response.
 """

@@ -1,4 +1,4 @@
-"""Feedback between attempts: the hook, its built-in modes (oracle for every environment, tests for code), its labels."""
+"""Feedback between attempts: the hook, its modes (oracle for every environment, tests for code), its labels."""
 
 from pathlib import Path
 

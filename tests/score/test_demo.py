@@ -27,7 +27,7 @@ def _samples(folder):
 def _row(report: str, label: str) -> list[float]:
     """The point estimates (percent) of one row of the report's before/after table."""
     line = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
-    cells = [c.strip() for c in line.strip("|").split("|")][2:]
+    cells = [c.strip() for c in line.strip("|").split("|")][3:]  # label, feedback, n
     return [float(re.match(r"[+-]?[\d.]+", c).group()) for c in cells]
 
 

@@ -28,7 +28,8 @@ def test_eval_table_by_hand():
 def test_every_row_and_comparison_names_its_feedback(tmp_path):
     """Intrinsic and extrinsic self-correction never share a table unlabelled."""
     rewards = np.array([[[0, 1]], [[1, 1]]])
-    intrinsic, tests = summarize(rewards, resamples=50), {**summarize(rewards, resamples=50), "feedback": "extrinsic:tests"}
+    intrinsic = summarize(rewards, resamples=50)
+    tests = {**intrinsic, "feedback": "extrinsic:tests"}
     rows = eval_table([("base", intrinsic), ("base", tests)]).splitlines()[2:]
     assert [row.split("|")[2].strip() for row in rows] == ["intrinsic", "extrinsic:tests"]
 

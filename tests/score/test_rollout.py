@@ -131,8 +131,9 @@ def test_feedback_replaces_the_instruction_and_is_never_trained(renderer):
 def test_intrinsic_environments_are_never_asked_for_feedback(renderer):
     env = ArithmeticEnv(digits=1, ops="+", num_train=10, num_test=5)
     assert feedback_hook(env, lambda attempts, problems: pytest.fail("feedback asked")) is None
-    trajectories = two_attempt_rollout(env.load("train")[:1], env, renderer, ScriptedEngine(renderer.tokenizer).generate,
-                                       n=2, params=SamplingParams(), feedback=feedback_hook(env))
+    engine = ScriptedEngine(renderer.tokenizer)
+    trajectories = two_attempt_rollout(env.load("train")[:1], env, renderer, engine.generate, n=2,
+                                       params=SamplingParams(), feedback=feedback_hook(env))
     assert all(t.instruction == env.correction_instruction for t in trajectories)
 
 

@@ -183,7 +183,8 @@ def test_agent_shows_the_environment_s_feedback(openrlhf_standin, tmp_path, tiny
     told = [tokenizer.decode(engine.prompts[k][len(engine.prompts[k - 1]):]) for k in (1, 2)]
     assert "The answer above is wrong. Write it again, corrected." in told[0]
     assert "The answer above is right. Write it again." in told[1]
-    wrong = renderer.between_turns("The answer above is wrong. Write it again, corrected.", [renderer.end_of_turn_id])
+    wrong = renderer.between_turns("The answer above is wrong. Write it again, corrected.",
+                                   [renderer.end_of_turn_id])
     assert engine.prompts[1][-len(wrong):] == wrong
     assert result["extra_logs"]["acc_t2"] == 1.0
 
