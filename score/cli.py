@@ -16,6 +16,7 @@ EXAMPLES = {
     "train": "score train launch/tiny_stage1.yaml train.steps=2",
     "scpo": "score scpo launch/tiny_scpo.yaml",
     "iwsi": "score iwsi launch/tiny_iwsi.yaml iwsi.filter=majority",
+    "verifier": "score verifier data launch/tiny_verifier.yaml",
     "demo": "score demo",
     "eval": "score eval --model runs/tiny-base --env arithmetic --limit 20 --max-new-tokens 8 --engine hf --out runs/eval-base",
     "compare": "score compare runs/eval-stage1 runs/eval-base   # after another `score eval ... --out runs/eval-stage1`",
@@ -70,6 +71,28 @@ def _selftrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verifier(args: argparse.Namespace) -> int:
+    from score.verifiers.config import load_verifier_config
+
+    cfg = load_verifier_config(args.config, args.overrides)
+    if args.action == "data":
+        from score.verifiers.data import run_data
+
+        run_data(cfg)
+        return 0
+    if not cfg.ray.address:
+        _choose_local_ray_auth()
+    if args.action == "train":
+        from score.verifiers.train import run_train
+
+        run_train(cfg)
+    else:
+        from score.verifiers.w2s import run_w2s
+
+        run_w2s(cfg)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from score.demo import run_demo
 
@@ -92,6 +115,17 @@ def _eval(args: argparse.Namespace) -> int:
     engine_kwargs = _json_object(args.engine_kwargs, "--engine-kwargs")
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                             seed=args.seed)
+    if args.select or args.guide:  # verifiers at inference (score.verifiers.inference)
+        from score.verifiers.inference import parse_verifiers, run_select
+
+        run_select(args.model, args.env, args.out, env_kwargs=env_kwargs, split=args.split, limit=args.limit,
+                   samples=args.samples, params=params, engine=args.engine,
+                   engine_kwargs={"dtype": args.dtype, **engine_kwargs},
+                   methods=[m for m in (args.select or "").split(",") if m], verifiers=parse_verifiers(args.verifier),
+                   weighted_by=args.weighted_by, guide=args.guide, guide_mode=args.guide_mode,
+                   guide_threshold=args.guide_threshold, resamples=args.resamples, confidence=args.confidence,
+                   plots=not args.no_plots)
+        return 0
     run_eval(args.model, args.env, args.out, env_kwargs=env_kwargs, split=args.split, limit=args.limit,
              attempts=args.attempts, samples=args.samples, params=params, engine=args.engine,
              engine_kwargs={"dtype": args.dtype, **engine_kwargs}, baseline=args.baseline,
@@ -198,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. rounds=3 rollout.n=16")
         p.set_defaults(func=_selftrain)
 
+    p = _add_parser(sub, "verifier", "verifiers: sample and label data (data), train an ORM, SimPO or PRM verifier "
+                    "(train), weak-to-strong (w2s); use them with score eval --select")
+    p.add_argument("action", choices=["data", "train", "w2s"])
+    p.add_argument("config", help="YAML config (see launch/*verifier*.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. verifier.kind=simpo rollout.n=16")
+    p.set_defaults(func=_verifier)
+
     from score.demo import add_demo_arguments
 
     p = _add_parser(sub, "demo", "offline CPU demo: a tiny model learns to self-correct (SFT base, eval, Stage I, "
@@ -232,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling", type=int, default=0, metavar="B", help="SCoRe §6.2: accuracy vs budget 1, 2, 4, ... B "
                    "(majority of B samples vs B/2 samples + one correction each)")
     p.add_argument("--scaling-temperature", type=float, default=1.0)
+    p.add_argument("--select", default=None, metavar="M1,M2", help="best-of-N over --samples S: any of vote, orm, "
+                   "prm, simpo, weighted-vote, cotnpot (comma-separated); curves for N = 1, 2, 4, ... S")
+    p.add_argument("--verifier", action="append", default=[], metavar="KIND=PATH",
+                   help="a trained verifier (score verifier train's final/), e.g. orm=runs/v/final (repeatable)")
+    p.add_argument("--weighted-by", default=None, choices=["orm", "prm", "simpo"],
+                   help="the verifier whose scores weight the votes of weighted-vote (default: the first given)")
+    p.add_argument("--guide", default=None, choices=["orm", "prm", "simpo"],
+                   help="verifier-guided self-correction: attempt 2 only when this verifier doubts attempt 1")
+    p.add_argument("--guide-mode", default="request", choices=["request", "keep"],
+                   help="request: generate attempt 2 only when doubted; keep: generate it always, keep it when doubted")
+    p.add_argument("--guide-threshold", type=float, default=None,
+                   help="doubt when the score is below this (default 0.5 for orm/prm; required for simpo)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--confidence", type=float, default=0.95)
     p.add_argument("--no-plots", action="store_true")
