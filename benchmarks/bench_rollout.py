@@ -98,11 +98,10 @@ def weights_blob(model_path: str, dtype: str) -> bytes:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from score.weights import shareable_state
+
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
-    state = model.state_dict()
-    if model.config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)  # the same tensor as the embedding; safetensors refuses shared tensors
-    return safetensors.torch.save(state)
+    return safetensors.torch.save(shareable_state(model))
 
 
 def bench_sync(engine, model_path: str, dtype: str, make_engine, repeats: int = 3) -> tuple[dict, object]:

@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from score.objectives import score_loss, token_advantages
+from score.weights import load_shareable_state, shareable_state
 
 
 @dataclass
@@ -215,8 +216,7 @@ class Learner:
 
     def state_blob(self) -> bytes:
         """The policy weights as safetensors bytes, ready for `Engine.update_weights`."""
-        state = {k: v.detach().cpu().contiguous() for k, v in self.policy.state_dict().items()}
-        return safetensors.torch.save(state)
+        return safetensors.torch.save(shareable_state(self.policy))  # tied weights once: safetensors refuses aliases
 
     def connect_weight_sync(self, rollout_workers: list, backend: str, world_size: int) -> None:
         """GPU only: join vLLM's weight-transfer group with the rollout workers (see score.engines.vllm_gpu_sync)."""
@@ -279,7 +279,7 @@ class Learner:
         state: dict[str, torch.Tensor] = {}
         for shard in sorted(path.glob("model*.safetensors")):  # one file, or shards of a large model
             state.update(safetensors.torch.load_file(str(shard)))
-        self.policy.load_state_dict(state, strict=True)
+        load_shareable_state(self.policy, state)  # save_pretrained stores tied weights once
         extra = torch.load(path / "learner_state.pt", weights_only=False, map_location=self.device)
         self.optimizer.load_state_dict(extra["optimizer"])
         torch.set_rng_state(extra["torch_rng"].cpu())

@@ -160,7 +160,7 @@ def _train(s: PretrainSettings, out: Path, on_step: Callable[[int, float], None]
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=s.hidden_size, intermediate_size=s.intermediate_size,
         num_hidden_layers=s.num_layers, num_attention_heads=s.num_heads, num_key_value_heads=s.num_heads,
-        max_position_embeddings=256, tie_word_embeddings=False,  # tied tensors break the safetensors weight sync
+        max_position_embeddings=256, tie_word_embeddings=False,  # untied: the demo model as it was measured
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
     )
     model = LlamaForCausalLM(config)

@@ -55,8 +55,12 @@ def build_tiny_model(
     vocab_size: int = 512,
     max_position_embeddings: int = 512,
     seed: int = 0,
+    tie_word_embeddings: bool = False,
 ) -> Path:
-    """Save a randomly initialised Llama model and its tokenizer to `out_dir`; returns the folder."""
+    """Save a randomly initialised Llama model and its tokenizer to `out_dir`; returns the folder.
+
+    `tie_word_embeddings` shares the output layer with the input embedding, as many small open models do
+    (SmolLM2, Qwen2.5 up to 3B); tests use it to check that weight sync and checkpoints handle the shared tensor."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -70,7 +74,7 @@ def build_tiny_model(
         num_attention_heads=num_heads,
         num_key_value_heads=num_heads,
         max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=False,  # shared tensors cannot be serialised by safetensors for weight sync
+        tie_word_embeddings=tie_word_embeddings,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from score.engines.base import Completion, SamplingParams
+from score.weights import load_shareable_state
 
 
 def _dtype(name: str) -> torch.dtype:
@@ -65,7 +66,7 @@ class HFEngine:
 
     def update_weights(self, blob: bytes) -> None:
         state = safetensors.torch.load(blob)
-        self.model.load_state_dict(state, strict=True)
+        load_shareable_state(self.model, state)  # a tied output layer arrives once, under the embedding's name
 
     @torch.no_grad()
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:

@@ -41,6 +41,28 @@ def _reload_weights_in_worker(worker, blob: bytes) -> None:
 
     state = safetensors.torch.load(blob)
     worker.model_runner.reload_weights(weights_iterator=iter(state.items()))
+    _refresh_tied_layers(worker.model_runner.get_model())
+
+
+def _refresh_tied_layers(model) -> None:
+    """Re-run the post-load processing of layers that share their weight with another layer (tied embeddings).
+
+    On CPU, vLLM packs each layer's weight for its GEMM kernel after loading. A tied output layer receives no weight
+    of its own on reload (its tensor is the embedding's, sent once), so it kept the packed copy of the OLD weights:
+    measured on a tied tiny model, log-probs off by 1.16 nats after a sync, 1e-6 after this refresh. Only the
+    unquantized method is re-run (it just re-packs; on GPU it does nothing)."""
+    from vllm.model_executor.layers.vocab_parallel_embedding import UnquantizedEmbeddingMethod
+
+    sharing: dict[int, list] = {}
+    for module in model.modules():
+        weight = module._parameters.get("weight")
+        if weight is not None and weight.numel() > 0:
+            sharing.setdefault(weight.data_ptr(), []).append(module)
+    for modules in sharing.values():
+        if len(modules) > 1:
+            for module in modules:
+                if isinstance(getattr(module, "quant_method", None), UnquantizedEmbeddingMethod):
+                    module.quant_method.process_weights_after_loading(module)
 
 
 def _bind_all_cores_on_small_cpus(max_cores: int = 4) -> None:
@@ -178,7 +200,7 @@ class VLLMEngine:
         """Load a `safetensors.torch.save(state_dict)` blob into every worker in place, then drop stale KV.
 
         Keys are Hugging Face parameter names. Send tensors in the engine's dtype to move fewer bytes; a model with
-        tied embeddings may leave out `lm_head.weight` (safetensors refuses to save shared tensors anyway).
+        tied embeddings sends the shared tensor once, under the embedding's name (`score.weights.shareable_state`).
         """
         self.llm.collective_rpc(_reload_weights_in_worker, args=(blob,))
         self.llm.reset_prefix_cache()
