@@ -18,6 +18,8 @@ class ArithmeticEnv(Environment):
 
     system_prompt = None
     correction_instruction = "Check the answer above and write it again, corrected if needed."
+    oracle_wrong = "The answer above is wrong. Write it again, corrected."
+    oracle_right = "The answer above is right. Write it again."
 
     def __init__(
         self,
@@ -28,6 +30,7 @@ class ArithmeticEnv(Environment):
         seed: int = 1234,
         system_prompt: str | None = None,
         correction_instruction: str | None = None,
+        feedback: str | None = None,
     ) -> None:
         bad = [op for op in ops if op not in _OPS]
         if bad or not ops:
@@ -40,6 +43,8 @@ class ArithmeticEnv(Environment):
             self.system_prompt = system_prompt
         if correction_instruction is not None:
             self.correction_instruction = correction_instruction
+        if feedback is not None:  # "oracle": say whether the answer was right (see Environment.feedback)
+            self.set_feedback_mode(feedback)
         self._splits: dict[str, list[Problem]] | None = None
 
     def _generate(self) -> dict[str, list[Problem]]:

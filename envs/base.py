@@ -25,6 +25,29 @@ CODE_CORRECTION_INSTRUCTION = (
     "There might be an error in the code above because of lack of understanding of the question. Please correct the "
     "error, if any, and rewrite the solution. Only output the final correct Python program!"
 )
+ORACLE_WRONG = "The answer above is wrong. Please correct the error and rewrite the solution."
+ORACLE_RIGHT = "The answer above is right. Please rewrite the solution."
+FEEDBACK_MAX_CHARS = 2000
+"""Feedback longer than this is cut (it may quote program output, which the model controls)."""
+
+
+def clip_feedback(text: str, limit: int = FEEDBACK_MAX_CHARS) -> str:
+    r"""Feedback made safe to show: control characters (other than newline and tab) removed, cut to at most `limit`
+    characters, saying how many were cut.
+
+    >>> clip_feedback("line 1\x1b[31m red\x00\n", 100)
+    'line 1[31m red\n'
+    >>> clip_feedback("x" * 50, 30)
+    'xxxxxxx... [43 characters cut]'
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"feedback must be a str or None, got {type(text).__name__}")
+    text = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable())
+    if len(text) <= limit:
+        return text
+    marker = "... [{} characters cut]"
+    keep = max(0, limit - len(marker.format(len(text))))  # the marker, with at most len(text)'s digits, fits
+    return text[:keep] + marker.format(len(text) - keep)
 
 
 @dataclass
@@ -90,6 +113,17 @@ class Environment:
     #: The self-correction instruction p, sent as the user message before every attempt after the first. It never
     #: says whether the previous attempt was right.
     correction_instruction: str = MATH_CORRECTION_INSTRUCTION
+    #: Feedback between attempts, from `env.kwargs.feedback`: None is SCoRe's intrinsic setting (the fixed
+    #: `correction_instruction` before every attempt after the first); a mode in `feedback_modes` replaces it with what
+    #: `feedbacks` says about the attempt. "oracle" (every environment) says whether the attempt was right, from the
+    #: environment's own reward; the code environments add "tests" (the first failing test's message).
+    feedback_mode: str | None = None
+    feedback_modes: tuple[str, ...] = ("oracle",)
+    #: The "oracle" mode's messages after a wrong and after a right attempt.
+    oracle_wrong: str = ORACLE_WRONG
+    oracle_right: str = ORACLE_RIGHT
+    #: Feedback is cut to this many characters before it is shown (`clip_feedback`).
+    feedback_max_chars: int = FEEDBACK_MAX_CHARS
     #: Few-shot examples as (problem, solution) pairs, rendered as earlier user/assistant turns.
     few_shot: tuple[tuple[str, str], ...] = ()
     #: The turn-1 user message; `{problem}` and any column of the row may appear in it.
@@ -112,11 +146,14 @@ class Environment:
 
     def __init__(self, **overrides: Any) -> None:
         known = ("system_prompt", "correction_instruction", "few_shot", "prompt_template", "path", "config", "splits",
-                 "fields")
+                 "fields", "feedback", "oracle_wrong", "oracle_right", "feedback_max_chars")
         for key, value in overrides.items():
             if key not in known:
                 raise TypeError(f"env.kwargs.{key}: unknown option for {type(self).__name__}; known: {known}")
             if value is None:
+                continue
+            if key == "feedback":  # the attribute is feedback_mode: `feedback` is the hook below
+                self.set_feedback_mode(value)
                 continue
             if key == "few_shot":
                 value = tuple((str(shot[0]), str(shot[1])) for shot in value)
@@ -187,6 +224,46 @@ class Environment:
         """Extra facts about one attempt for logs and samples.jsonl (the extracted answer, tests passed, ...)."""
         return {}
 
+    # ----- feedback between attempts -----------------------------------------------------------------------------
+
+    def set_feedback_mode(self, mode: str | None) -> None:
+        """Choose the feedback between attempts (`env.kwargs.feedback`): None or one of `feedback_modes`."""
+        if mode is not None and mode not in self.feedback_modes:
+            raise ValueError(f"env.kwargs.feedback: {mode!r} is not one of {list(self.feedback_modes)} for "
+                             f"{type(self).__name__}; leave it out for SCoRe's fixed correction instruction")
+        self.feedback_mode = mode
+
+    def feedback(self, problem: Problem, attempt: str) -> str | None:
+        """What the model is told about `attempt` before its next attempt, in place of `correction_instruction`;
+        None keeps the instruction. Override it to give your own feedback (a tool's result, a hint); its text is
+        shown as the user turn, cut to `feedback_max_chars`, and never trained on. Must never raise on model output.
+
+        This default runs the built-in mode chosen by `env.kwargs.feedback` (none: always None).
+        """
+        if self.feedback_mode is None:
+            return None
+        return self.feedbacks([attempt], [problem])[0]
+
+    def feedbacks(self, attempts: list[str], problems: list[Problem]) -> list[str | None]:
+        """Batch `feedback`, one per attempt. Environments with a faster batch form (parallel tests) override this."""
+        if type(self).feedback is not Environment.feedback:  # the environment's own hook
+            return [self.feedback(p, a) for a, p in zip(attempts, problems, strict=True)]
+        if self.feedback_mode is None:
+            return [None] * len(attempts)
+        if self.feedback_mode == "oracle":
+            rewards = self.rewards(attempts, problems)
+            return [self.oracle_right if r >= 0.5 else self.oracle_wrong for r in rewards]
+        raise NotImplementedError(f"{type(self).__name__}: feedback mode {self.feedback_mode!r} has no implementation")
+
+    @property
+    def feedback_kind(self) -> str:
+        """Which feedback the model gets between attempts, recorded with every Δ so that results of different kinds
+        never share a table: "intrinsic" (the fixed instruction, SCoRe's setting), "extrinsic:MODE" (a built-in
+        mode, or a hook's own `feedback_mode` label) or "extrinsic" (an unlabelled `feedback` hook)."""
+        if self.feedback_mode:
+            return f"extrinsic:{self.feedback_mode}"
+        return "intrinsic" if type(self).feedback is Environment.feedback else "extrinsic"
+
     # ----- prompts --------------------------------------------------------------------------------------------
 
     def first_turn_messages(self, problem: Problem) -> list[dict[str, str]]:
@@ -200,13 +277,16 @@ class Environment:
         messages.append({"role": "user", "content": problem.prompt})
         return messages
 
-    def messages(self, problem: Problem, attempts: list[str]) -> list[dict[str, str]]:
-        """The conversation before attempt `len(attempts) + 1`: turn 1, then each attempt and the instruction p.
+    def messages(self, problem: Problem, attempts: list[str],
+                 instructions: list[str] | None = None) -> list[dict[str, str]]:
+        """The conversation before attempt `len(attempts) + 1`: turn 1, then each attempt and the instruction p
+        (or, given `instructions`, the message that followed each attempt: the feedback on it).
 
         This is all a loop with K attempts needs: [user: x] [assistant: y1] [user: p] [assistant: y2] [user: p] ...
         """
         messages = self.first_turn_messages(problem)
-        for attempt in attempts:
+        for k, attempt in enumerate(attempts):
             messages.append({"role": "assistant", "content": attempt})
-            messages.append({"role": "user", "content": self.correction_instruction})
+            messages.append({"role": "user",
+                             "content": instructions[k] if instructions else self.correction_instruction})
         return messages

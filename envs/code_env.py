@@ -15,6 +15,7 @@ from typing import Any
 
 from envs.base import CODE_CORRECTION_INSTRUCTION, Environment, Problem
 from rewards import code as code_reward
+from rewards.code import CodeResult
 
 MBPP_TEMPLATE = (
     "You are an expert Python programmer, and here is your task: {problem} "
@@ -76,10 +77,24 @@ def fenced(code: str) -> str:
     return f"```python\n{code.strip()}\n```"
 
 
+_REWRITE = "Please correct the error and rewrite the solution. Only output the final correct Python program!"
+
+
 class CodeEnv(Environment):
-    """Base of the code environments: reward = all tests pass. `reference` is the tests `rewards.code` runs."""
+    """Base of the code environments: reward = all tests pass. `reference` is the tests `rewards.code` runs.
+
+    `feedback="tests"` shows the model, before its next attempt, the first failing test's line and error (or that
+    every test passed); `feedback="oracle"` only whether the code was right.
+    """
 
     correction_instruction = CODE_CORRECTION_INSTRUCTION
+    feedback_modes = ("oracle", "tests")
+    oracle_wrong = f"The code above is wrong. {_REWRITE}"
+    oracle_right = "The code above is correct. Only output the final correct Python program!"
+    #: The "tests" mode's message after a failure; `{feedback}` is `CodeResult.feedback`, which may quote the
+    #: program's own output (it is cut to `feedback_max_chars` and shown as plain text).
+    tests_failed = f"The code above failed a test:\n\n{{feedback}}\n\n{_REWRITE}"
+    tests_passed = "The code above passed the tests. Only output the final correct Python program!"
     timeout = 5.0
     memory_mb = 1024
 
@@ -113,16 +128,39 @@ class CodeEnv(Environment):
         return float(self.run(attempt, problem).passed)
 
     def rewards(self, attempts: list[str], problems: list[Problem]) -> list[float]:
-        # `rewards.code.score` runs the sandboxes in parallel; each keeps its own time and memory limits.
-        results = code_reward.score(
-            [self.program(a, p) for a, p in zip(attempts, problems, strict=True)],
-            [p.reference for p in problems],
-            [p.meta.get("entry_point") for p in problems],
-            setups=[self.setup(p) for p in problems],
-            timeout=self.timeout,
-            memory_mb=self.memory_mb,
-        )
-        return [float(result.passed) for result in results]
+        return [float(result.passed) for result in self.results(attempts, problems)]
+
+    def results(self, attempts: list[str], problems: list[Problem], *, keep: bool = False) -> list[CodeResult]:
+        """The verdicts on a batch. `rewards.code.score` runs the sandboxes in parallel; each keeps its own time and
+        memory limits. With `keep`, the verdicts are also kept for one later call: the trainer tests attempt 1 for its
+        feedback, then scores it with attempt 2, and the kept verdict spares running the same program twice."""
+        kept: dict[tuple[str, str], CodeResult] = self.__dict__.setdefault("_kept_results", {})
+        keys = [(p.id, a) for a, p in zip(attempts, problems, strict=True)]
+        found = [kept.get(key) if keep else kept.pop(key, None) for key in keys]
+        todo = [i for i, result in enumerate(found) if result is None]
+        if todo:
+            ran = code_reward.score(
+                [self.program(attempts[i], problems[i]) for i in todo],
+                [problems[i].reference for i in todo],
+                [problems[i].meta.get("entry_point") for i in todo],
+                setups=[self.setup(problems[i]) for i in todo],
+                timeout=self.timeout,
+                memory_mb=self.memory_mb,
+            )
+            for i, result in zip(todo, ran, strict=True):
+                found[i] = result
+        if keep:
+            if len(kept) > 10_000:  # verdicts nobody asked for again (e.g. after an evaluation): drop them
+                kept.clear()
+            kept.update(zip(keys, found))
+        return found
+
+    def feedbacks(self, attempts: list[str], problems: list[Problem]) -> list[str | None]:
+        if self.feedback_mode != "tests" or type(self).feedback is not Environment.feedback:
+            return super().feedbacks(attempts, problems)
+        return [self.tests_passed if result.passed
+                else self.tests_failed.replace("{feedback}", result.feedback or f"status: {result.status}")
+                for result in self.results(attempts, problems, keep=True)]
 
     def reward_details(self, attempt: str, problem: Problem) -> dict[str, Any]:
         result = self.run(attempt, problem)

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from envs.base import MATH_CORRECTION_INSTRUCTION, MATH_SYSTEM_PROMPT, Environment, Problem
+
+_ANSWER_FORM = ('At the end of the Solution, when you give your final answer, write it in the form "Final Answer: The '
+                'final answer is $answer$. I hope it is correct."')
 from rewards import math as math_reward
 
 
@@ -63,10 +66,13 @@ class MathEnv(Environment):
     ending in \\boxed{...}, like MATH) or "gsm8k" (a solution ending in '#### answer'). `strict_format=True` rewards
     only answers given in the instructed form (the "Final Answer: The final answer is ..." line or a \\boxed{}), never
     one found by a fallback such as the last number of the text (see `rewards.math.extract_answer`).
+    `feedback="oracle"` tells the model, before its next attempt, whether its final answer was right.
     """
 
     system_prompt = MATH_SYSTEM_PROMPT
     correction_instruction = MATH_CORRECTION_INSTRUCTION
+    oracle_wrong = f"Your final answer above is wrong. Please correct the error and rewrite the solution. {_ANSWER_FORM}"
+    oracle_right = f"Your final answer above is right. Please rewrite the solution. {_ANSWER_FORM}"
     answer_format = "raw"
     timeout = 5.0
     strict_format = False
@@ -109,11 +115,32 @@ class MathEnv(Environment):
 
 
 class MATHEnv(MathEnv):
-    """MATH (Hendrycks et al., 2021): train on its 7,500 training problems, test on MATH-500 (Lightman et al.)."""
+    """MATH (Hendrycks et al., 2021): train on its 7,500 training problems, test on MATH-500 (Lightman et al.).
 
-    path = {"train": "DigitalLearningGmbH/MATH-lighteval", "test": "HuggingFaceH4/MATH-500"}
+    Splits: "train" (7,500), "test" (MATH-500), "train12k" (the paper's training set, the 12k split of Lightman et
+    al.: the 7,500 training problems plus the 4,500 MATH test problems that are not in MATH-500) and "math_test"
+    (all 5,000 MATH test problems, MATH-500 included: only an ingredient of train12k). Problems are matched to
+    MATH-500 by their text, whitespace ignored.
+    """
+
+    path = {"train": "DigitalLearningGmbH/MATH-lighteval", "test": "HuggingFaceH4/MATH-500",
+            "math_test": "DigitalLearningGmbH/MATH-lighteval"}
+    splits = {"train": "train", "test": "test", "train12k": "train", "math_test": "test"}
     fields = {"problem": "problem", "reference": "solution"}
     answer_format = "boxed"
+
+    def rows(self, split: str):
+        if split != "train12k":
+            return super().rows(split)
+        column = self.fields["problem"]
+
+        def key(row) -> str:
+            return " ".join(str(row[column]).split())
+
+        held_out = {key(row) for row in super().rows("test")}
+        if not held_out:
+            raise ValueError("env math, split 'train12k': MATH-500 (the 'test' split) is empty")
+        return [*super().rows("train"), *(row for row in super().rows("math_test") if key(row) not in held_out)]
 
 
 class MATH500Env(MathEnv):

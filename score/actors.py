@@ -8,6 +8,7 @@ every rollout worker after each update.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -16,7 +17,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
 from envs import Problem, make_env
-from score.engines import Completion, SamplingParams, make_engine
+from score.engines import Completion, EngineRefused, SamplingParams, engine_kind, start_engine
 from score.learner import Learner
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,12 @@ class RolloutWorker:
     """
 
     def __init__(self, kind: str, model_path: str, engine_kwargs: dict[str, Any]) -> None:
-        self.engine = make_engine(kind, model_path, **engine_kwargs)
+        self.engine, self.refusal = start_engine(kind, model_path, **engine_kwargs)
         self.version = 0
+
+    def engine_info(self) -> tuple[str, str | None]:
+        """Which engine runs here ('vllm' or 'hf') and, when `auto` fell back, vLLM's one-line refusal."""
+        return engine_kind(self.engine), self.refusal
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, version: int = 0) -> list[Completion]:
         if version != self.version:
@@ -78,6 +83,9 @@ class RewardWorker:
 
     def rewards(self, attempts: list[str], problems: list[Problem]) -> list[float]:
         return [float(r) for r in self.env.rewards(attempts, problems)]
+
+    def feedbacks(self, attempts: list[str], problems: list[Problem]) -> list[str | None]:
+        return self.env.feedbacks(attempts, problems)
 
 
 def _shards(items: list, parts: int) -> list[slice]:
@@ -176,6 +184,20 @@ class RolloutGroup:
                                        f"during {what}; resume from the last checkpoint with resume=true") from None
                 time.sleep(0.5)  # the restarting actor is not reachable yet
 
+    def engine_info(self) -> tuple[str, str | None]:
+        """Which engine the workers run ('vllm' or 'hf'; waits for them to start) and, when `engine: auto` fell back
+        to the transformers engine, vLLM's one-line reason."""
+        try:
+            infos = self._get([w.engine_info.remote() for w in self.workers], "engine start")
+        except RayActorError as err:  # the worker's constructor raised: say why in one line if vLLM refused
+            refused = re.search(r"EngineRefused: (.+)", str(err))
+            if refused:
+                raise EngineRefused(refused.group(1).strip()) from None
+            raise
+        kinds = sorted({kind for kind, _ in infos})
+        refusal = next((reason for _, reason in infos if reason), None)
+        return "+".join(kinds), refusal
+
     def placement(self) -> list[dict[str, Any]]:
         """Where each worker runs: pid and Ray node id."""
         return self._get([w.where.remote() for w in self.workers], "placement")
@@ -200,6 +222,13 @@ class RewardPool:
         shards = _shards(attempts, len(self.workers))
         refs = [w.rewards.remote(attempts[s], problems[s]) for w, s in zip(self.workers, shards)]
         return [r for part in ray.get(refs) for r in part]
+
+    def feedbacks(self, attempts: list[str], problems: list[Problem]) -> list[str | None]:
+        """The environment's feedback on each attempt, computed by the workers (it may run the code's tests; a
+        worker that later scores the same attempt reuses that verdict, see `CodeEnv.results`)."""
+        shards = _shards(attempts, len(self.workers))
+        refs = [w.feedbacks.remote(attempts[s], problems[s]) for w, s in zip(self.workers, shards)]
+        return [f for part in ray.get(refs) for f in part]
 
     def shutdown(self) -> None:
         for w in self.workers:

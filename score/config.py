@@ -43,9 +43,11 @@ class RolloutConfig:
     n: int = 4
     """Samples per prompt (the leave-one-out baseline needs n >= 2)."""
     temperature: float = 1.0
-    """Sampling temperature of both attempts (the paper uses 1.0)."""
+    """Sampling temperature of both attempts. `score train` requires 1.0 (the paper's value): the learner's log-probs
+    are the untempered model's, so any other value would be off-policy."""
     top_p: float = 1.0
-    """Nucleus sampling threshold."""
+    """Nucleus sampling threshold; `score train` requires 1.0 for the same reason (no top-k either: engines sample
+    the full distribution and ignore the model's generation_config)."""
     max_new_tokens: int = 64
     """Token budget of each attempt."""
     weight_sync: str = "blob"
@@ -77,6 +79,9 @@ class AlgoConfig:
     """How token losses are averaged: token_mean (over all trained tokens) or seq_mean (sum per sequence, mean)."""
     tis_cap: float = 0.0
     """Truncated importance sampling cap for rollout/learner log-prob mismatch; 0 disables it."""
+    truncated: str = "zero"
+    """An attempt that hit rollout.max_new_tokens: 'zero' (its task reward is 0, whatever the text scored) or 'mask'
+    (its tokens are left out of the loss and the KL). Either way a cut-off answer never earns reward 1."""
 
 
 @dataclass
@@ -160,6 +165,7 @@ _CHOICES = {
     "algo.kl_mode": ("reward", "loss"),
     "algo.baseline": ("rloo", "mean", "none"),
     "algo.loss_agg": ("token_mean", "seq_mean"),
+    "algo.truncated": ("zero", "mask"),
     "model.dtype": ("float32", "bfloat16"),
 }
 
@@ -209,6 +215,15 @@ def validate(cfg: Config) -> None:
     for key in ("alpha", "beta1", "beta2", "tis_cap"):
         if getattr(cfg.algo, key) < 0:
             raise ConfigError(f"algo.{key}: must be >= 0, got {getattr(cfg.algo, key)}")
+    # The learner scores tokens under the model's raw distribution (temperature 1, nothing truncated). Sampling from
+    # anything else would make every update silently off-policy, so it is refused rather than half-corrected.
+    if cfg.rollout.temperature != 1.0:
+        raise ConfigError(f"rollout.temperature: training samples at 1.0 (the paper's setting; the learner's log-probs "
+                          f"are those of the untempered model), got {cfg.rollout.temperature}. Set "
+                          "rollout.temperature=1.0; greedy and other temperatures are for `score eval`.")
+    if cfg.rollout.top_p != 1.0:
+        raise ConfigError(f"rollout.top_p: training samples the full distribution (top_p=1.0), got "
+                          f"{cfg.rollout.top_p}; nucleus sampling would make the learner's log-probs off-policy.")
 
 
 def validate_shared(cfg: Any) -> None:

@@ -9,8 +9,10 @@ Two layers:
   OUT/eval.json, OUT/samples.jsonl, OUT/report.md and the plots.
 
 Attempt k+1 sees the conversation so far: its prompt is attempt k's prompt + attempt k's token ids + the ids that
-close that turn and add the correction instruction (`ChatRenderer.between_turns`). The ids of earlier attempts are
-kept exactly as generated, so with two attempts this is the training rollout (`two_attempt_rollout`), sample for sample.
+close that turn and add the correction instruction (`ChatRenderer.between_turns`), or the environment's feedback on
+attempt k where it gives some (`Environment.feedback`; eval.json's `feedback` says which). The ids of earlier attempts
+are kept exactly as generated, so with two attempts this is the training rollout (`two_attempt_rollout`), sample for
+sample.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from envs.base import Environment, Problem
 from score.engines.base import Completion, SamplingParams
 from score.metrics import per_problem_metrics, transition_counts
-from score.rollout import ChatRenderer, Generate, Score
+from score.rollout import ChatRenderer, Feedback, Generate, Score, feedback_hook, next_instructions
 from score.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, bootstrap_ci
 
 console = Console(stderr=True)
@@ -49,10 +51,12 @@ class EvalSample:
     problem: Problem
     sample: int
     context_ids: list[int]
-    """The prompt of the next attempt: the conversation so far, ending with an open assistant turn."""
+    """The conversation so far: while another attempt follows, its prompt (ending with an open assistant turn)."""
     completions: list[Completion] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
+    instructions: list[str] = field(default_factory=list)
+    """The user message after each attempt but the last: the correction instruction, or the feedback on it."""
 
 
 @dataclass
@@ -62,6 +66,8 @@ class EvalResult:
     samples: list[EvalSample]
     attempts: int
     samples_per_problem: int
+    feedback: str = "intrinsic"
+    """`Environment.feedback_kind`: what the model was told between attempts."""
 
     @property
     def problems(self) -> list[Problem]:
@@ -75,8 +81,9 @@ class EvalResult:
     def summary(
         self, *, resamples: int = DEFAULT_RESAMPLES, confidence: float = DEFAULT_CONFIDENCE, seed: int = 0
     ) -> dict[str, Any]:
-        """The content of eval.json: metrics, their intervals and the transition counts."""
-        return summarize(self.rewards(), resamples=resamples, confidence=confidence, seed=seed)
+        """The content of eval.json: metrics, their intervals, the transition counts and the kind of feedback."""
+        return {**summarize(self.rewards(), resamples=resamples, confidence=confidence, seed=seed),
+                "feedback": self.feedback}
 
     def log_metrics(self, prefix: str = "eval_") -> dict[str, float]:
         """Point estimates only (no bootstrap), named for metrics.jsonl: {'eval_acc_t1': ..., 'eval_n': ...}.
@@ -126,8 +133,10 @@ def _generate(generate: Generate, prompts: list[list[int]], params: SamplingPara
 
 
 def _next_attempt(items: list[EvalSample], k: int, env: Environment, renderer: ChatRenderer, generate: Generate,
-                  params: SamplingParams, score: Score, chunk_size: int | None, progress: Progress | None) -> None:
-    """Attempt k (0-based) of every item: generate, decode, score, and extend each context for attempt k+1."""
+                  params: SamplingParams, score: Score, chunk_size: int | None, progress: Progress | None,
+                  feedback: Feedback | None, continues: Callable[[EvalSample], bool]) -> None:
+    """Attempt k (0-based) of every item: generate, decode, score, and extend the context of each item that
+    `continues` with the instruction or the feedback on this attempt, for attempt k+1."""
     if not items:
         return
     # Attempt k samples with seed + k, as `two_attempt_rollout` does for its two turns.
@@ -135,13 +144,19 @@ def _next_attempt(items: list[EvalSample], k: int, env: Environment, renderer: C
     completions = _generate(generate, [it.context_ids for it in items], attempt_params, chunk_size, progress,
                             f"attempt {k + 1}")
     texts = [renderer.decode(c.token_ids) for c in completions]
+    going_on = [i for i, it in enumerate(items) if continues(it)]
+    # Feedback before rewards, as in training: a code environment reuses the verdict it ran for the feedback.
+    instructions = dict(zip(going_on, next_instructions(env, [texts[i] for i in going_on],
+                                                        [items[i].problem for i in going_on], feedback)))
     rewards = score(texts, [it.problem for it in items])
-    for it, completion, text, reward in zip(items, completions, texts, rewards, strict=True):
+    for i, (it, completion, text, reward) in enumerate(zip(items, completions, texts, rewards, strict=True)):
         it.completions.append(completion)
         it.texts.append(text)
         it.rewards.append(float(reward))
-        it.context_ids = (it.context_ids + completion.token_ids
-                          + renderer.between_turns(env.correction_instruction, completion.finished))
+        it.context_ids = it.context_ids + completion.token_ids
+        if i in instructions:
+            it.instructions.append(instructions[i])
+            it.context_ids = it.context_ids + renderer.between_turns(instructions[i], completion.token_ids)
 
 
 def _start(problems: list[Problem], samples: int, env: Environment, renderer: ChatRenderer) -> list[EvalSample]:
@@ -167,6 +182,7 @@ def evaluate(
     samples: int = 1,
     params: SamplingParams = GREEDY,
     score: Score | None = None,
+    feedbacks: Feedback | None = None,
     chunk_size: int | None = None,
     show_progress: bool = False,
 ) -> EvalResult:
@@ -176,6 +192,8 @@ def evaluate(
         generate: `generate(prompts, params) -> completions`, one per prompt (an engine's or a rollout group's).
         params: sampling of every attempt; attempt k (0-based) uses seed `params.seed + k`. Greedy by default.
         score: `score(texts, problems) -> rewards`; defaults to `env.rewards`.
+        feedbacks: `feedbacks(texts, problems)` for an environment that gives feedback; defaults to
+            `env.feedbacks` (unused where `env.feedback_kind` is "intrinsic").
         chunk_size: prompts per `generate` call (None: one call per attempt, as in training).
     """
     if attempts < 1:
@@ -183,11 +201,13 @@ def evaluate(
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     score = score or env.rewards
+    feedback = feedback_hook(env, feedbacks)
     items = _start(problems, samples, env, renderer)
     with _progress(show_progress) as progress:
         for k in range(attempts):
-            _next_attempt(items, k, env, renderer, generate, params, score, chunk_size, progress)
-    return EvalResult(samples=items, attempts=attempts, samples_per_problem=samples)
+            _next_attempt(items, k, env, renderer, generate, params, score, chunk_size, progress, feedback,
+                          continues=lambda it, k=k: k + 1 < attempts)
+    return EvalResult(samples=items, attempts=attempts, samples_per_problem=samples, feedback=env.feedback_kind)
 
 
 # ----- inference-time scaling (SCoRe §6.2) --------------------------------------------------------------------------
@@ -282,11 +302,13 @@ def inference_scaling(
     if params.temperature <= 0:
         raise ValueError("--scaling-temperature must be > 0: majority voting over greedy samples votes on one answer")
     score = score or env.rewards
+    feedback = feedback_hook(env)
     items = _start(problems, budget, env, renderer)
     with _progress(show_progress) as progress:
-        _next_attempt(items, 0, env, renderer, generate, params, score, chunk_size, progress)
+        _next_attempt(items, 0, env, renderer, generate, params, score, chunk_size, progress, feedback,
+                      continues=lambda it: it.sample < budget // 2)
         _next_attempt([it for it in items if it.sample < budget // 2], 1, env, renderer, generate, params, score,
-                      chunk_size, progress)
+                      chunk_size, progress, feedback, continues=lambda it: False)
     per_problem = [items[i : i + budget] for i in range(0, len(items), budget)]
     keys = [[[answer_key(env, text, it.problem) for text in it.texts] for it in group] for group in per_problem]
 
@@ -309,6 +331,7 @@ def inference_scaling(
         "parallel": curve(parallel, budgets),
         "sequential": curve(sequential, budgets[1:]),
         "confidence": confidence,
+        "feedback": env.feedback_kind,
     }
 
 
@@ -318,13 +341,16 @@ def inference_scaling(
 def sample_records(result: EvalResult, env: Environment, *, details: bool = True) -> list[dict[str, Any]]:
     """One JSON-ready record per (problem, sample) with every attempt's text, reward and the environment's
     `reward_details` (the extracted answer for math; tests passed for code), when it has any. Math-like
-    environments always get `extracted_answer`."""
+    environments always get `extracted_answer`. With extrinsic feedback, attempts after the first carry
+    `feedback_before`: what the model was told about the previous attempt."""
     records = []
     for it in result.samples:
         attempts = []
         for k, (completion, text, reward) in enumerate(zip(it.completions, it.texts, it.rewards, strict=True)):
             record = {"attempt": k + 1, "text": text, "reward": reward, "finished": completion.finished,
                       "num_tokens": len(completion.token_ids)}
+            if k and result.feedback != "intrinsic":  # what the model was told before this attempt
+                record["feedback_before"] = it.instructions[k - 1]
             if details:
                 record.update(_details(env, text, it.problem))
             attempts.append(record)
@@ -347,6 +373,26 @@ def _details(env: Environment, text: str, problem: Problem) -> dict[str, Any]:
 
 
 # ----- score eval ---------------------------------------------------------------------------------------------------
+
+
+def answer_form_accuracy(env_name: str, env_kwargs: dict[str, Any] | None,
+                         result: EvalResult) -> dict[str, dict[str, float]] | None:
+    """Acc@t of every attempt under both readings of an environment with `strict_format` (math, gsm8k, ...):
+    strict (only the instructed final-answer form counts, as in training) and lenient (any extractable answer,
+    e.g. the last number). None for environments without the switch."""
+    from envs import make_env
+
+    kwargs = dict(env_kwargs or {})
+    if not hasattr(make_env(env_name, **kwargs), "strict_format"):
+        return None
+    texts = [text for s in result.samples for text in s.texts]
+    problems = [s.problem for s in result.samples for _ in s.texts]
+    out = {}
+    for reading, strict in (("strict", True), ("lenient", False)):
+        rewards = np.array(make_env(env_name, **{**kwargs, "strict_format": strict}).rewards(texts, problems))
+        per_attempt = rewards.reshape(len(result.samples), result.attempts)
+        out[reading] = {f"acc_t{k + 1}": float(per_attempt[:, k].mean()) for k in range(result.attempts)}
+    return out
 
 
 def run_eval(
@@ -391,13 +437,13 @@ def run_eval(
         raise ValueError(f"--env {env_name}: split {split!r} has no problems")
     config = {"model": str(model), "env": env_name, "env_kwargs": env_kwargs or {}, "split": split,
               "attempts": attempts, "samples": samples, **dataclasses.asdict(params),
-              "engine": resolve_engine_kind(engine)}
+              "engine": resolve_engine_kind(engine), "feedback": env.feedback_kind}
 
     def one_model(path: str, folder: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
         folder.mkdir(parents=True, exist_ok=True)
         renderer = ChatRenderer(AutoTokenizer.from_pretrained(path))
         console.print(f"evaluating {path} on {env_name}/{split}: {len(problems)} problems x {samples} samples "
-                      f"x {attempts} attempts")
+                      f"x {attempts} attempts, {env.feedback_kind} feedback")
         generator = make_engine(engine, str(path), **(engine_kwargs or {}))
         try:
             result = evaluate(env, problems, renderer, generator.generate, attempts=attempts, samples=samples,
@@ -412,6 +458,11 @@ def run_eval(
             generator.shutdown()
         summary = {**result.summary(resamples=resamples, confidence=confidence, seed=params.seed),
                    "config": {**config, "model": str(path), "engine": engine_kind(generator)}}
+        forms = answer_form_accuracy(env_name, env_kwargs, result)
+        if forms:
+            summary["answer_form"] = forms
+            console.print("accuracy by answer reading: " + "; ".join(
+                f"{reading} " + ", ".join(f"{k} {v:.3f}" for k, v in accs.items()) for reading, accs in forms.items()))
         report.write_eval(folder, summary, sample_records(result, env), scaling=scaling)
         return summary, scaling
 

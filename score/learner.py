@@ -92,7 +92,9 @@ class Learner:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         # Parameters stay in fp32 (AdamW needs them); bfloat16 runs the forward under autocast.
         self.policy = AutoModelForCausalLM.from_pretrained(init_from or model_path, dtype=torch.float32)
-        self.policy.to(self.device).train()
+        # eval(): dropout off. Log-probs must be those of the policy that sampled (the engines run without dropout),
+        # and the KL to the reference must be 0 at step 0; gradients flow in eval mode all the same.
+        self.policy.to(self.device).eval()
         self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(self.device).eval()
         self.reference.requires_grad_(False)
         self.tokenizer = AutoTokenizer.from_pretrained(init_from or model_path)
@@ -165,7 +167,8 @@ class Learner:
             "loss": sums["loss"],
             "kl_t1": sums["kl_t1"] / max(sums["n_t1"], 1.0),
             "kl_t2": sums["kl_t2"] / max(sums["n_t2"], 1.0),
-            "grad_norm": float(grad_norm),
+            "grad_norm": float(grad_norm),  # before clipping (clip_grad_norm_ returns the unclipped norm)
+            "grad_clipped": float(float(grad_norm) > max_grad_norm),
             "logprob_mismatch": sums["mismatch"] / n_tokens,
             "is_clip_frac": sums["is_clip"] / n_tokens,
             "trained_tokens": float(trained_tokens),
@@ -239,15 +242,11 @@ class Learner:
 
     @torch.no_grad()
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
-        self.policy.eval()
-        try:
-            out = []
-            for seq in sequences:
-                ids = torch.tensor([seq], device=self.device)
-                out.append(token_logprobs(self.policy, ids, torch.ones_like(ids))[0].tolist())
-            return out
-        finally:
-            self.policy.train()
+        out = []
+        for seq in sequences:
+            ids = torch.tensor([seq], device=self.device)
+            out.append(token_logprobs(self.policy, ids, torch.ones_like(ids))[0].tolist())
+        return out
 
     def parameter_checksums(self) -> dict[str, float]:
         """Sum of |w| over each model's parameters: cheap evidence of what changed."""

@@ -120,7 +120,7 @@ def _encode_conversation(renderer, instruction: str, prompt: str, y1: str, y2: s
     eos = renderer.tokenizer.eos_token
     first = renderer.first_turn([{"role": "user", "content": prompt}])
     a1 = renderer.encode(y1 + eos)
-    between = renderer.between_turns(instruction, y1_finished=True)
+    between = renderer.between_turns(instruction, a1)
     a2 = renderer.encode(y2 + eos)
     ids = first + a1 + between + a2
     mask = [0] * len(first) + [1] * len(a1) + [0] * len(between) + [1] * len(a2)

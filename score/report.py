@@ -25,6 +25,20 @@ from score.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, paired_difference
 METRIC_NAMES = {"acc_t1": "Acc@t1", "acc_t2": "Acc@t2", "delta": "Δ(t1,t2)", "delta_i2c": "Δi→c",
                 "delta_c2i": "Δc→i"}
 TRANSITION_NAMES = {"i2c": "i→c", "c2i": "c→i", "c2c": "c→c", "i2i": "i→i"}
+FEEDBACK_NAMES = {"intrinsic": "intrinsic: SCoRe's fixed instruction, which never says whether an attempt was right",
+                  "extrinsic:oracle": "extrinsic: told whether each attempt was right",
+                  "extrinsic:tests": "extrinsic: shown the first failing test's message"}
+
+
+def feedback_of(summary: dict[str, Any]) -> str:
+    """The feedback kind of an eval.json (`Environment.feedback_kind`); files written before it was recorded were
+    all intrinsic."""
+    return summary.get("feedback") or summary.get("config", {}).get("feedback") or "intrinsic"
+
+
+def describe_feedback(kind: str) -> str:
+    """'extrinsic:tests' -> 'extrinsic: shown the first failing test's message' (unknown kinds as they are)."""
+    return FEEDBACK_NAMES.get(kind, kind)
 
 
 # ----- files --------------------------------------------------------------------------------------------------------
@@ -97,14 +111,18 @@ def _align(ids_a: list[str], ids_b: list[str], rewards_b: np.ndarray, where: str
 
 def compare_dirs(dir_a: Path, dir_b: Path, *, resamples: int = DEFAULT_RESAMPLES,
                  confidence: float = DEFAULT_CONFIDENCE, seed: int = 0) -> dict[str, Any]:
-    """A - B for every metric both evaluations have, with a paired bootstrap interval over their common problems."""
+    """A - B for every metric both evaluations have, with a paired bootstrap interval over their common problems.
+    `feedback` holds each side's kind of feedback (they may differ: then A − B includes the feedback's effect)."""
     ids_a, rewards_a = rewards_from_samples(read_samples(dir_a))
     ids_b, rewards_b = rewards_from_samples(read_samples(dir_b))
     rewards_b = _align(ids_a, ids_b, rewards_b, where=f"score compare {dir_a} {dir_b}")
     diff = paired_difference(per_problem_metrics(rewards_a), per_problem_metrics(rewards_b), resamples=resamples,
                              confidence=confidence, seed=seed)
+    feedback = {side: feedback_of(read_eval(folder)) if (Path(folder) / "eval.json").is_file() else "intrinsic"
+                for side, folder in (("a", dir_a), ("b", dir_b))}
     return {"a": str(dir_a), "b": str(dir_b), "n": len(ids_a), "metrics": diff, "confidence": confidence,
-            "bootstrap": {"resamples": resamples, "seed": seed, "unit": "problem", "paired": True}}
+            "bootstrap": {"resamples": resamples, "seed": seed, "unit": "problem", "paired": True},
+            "feedback": feedback}
 
 
 # ----- markdown -----------------------------------------------------------------------------------------------------
@@ -140,14 +158,15 @@ def _header(name: str) -> str:
 
 
 def eval_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """A markdown table, one row per (label, eval.json summary); percent, with the bootstrap interval."""
+    """A markdown table, one row per (label, eval.json summary); percent, with the bootstrap interval. Every row
+    names its feedback, so intrinsic and extrinsic self-correction never share a table unlabelled."""
     columns = metric_columns(rows[0][1])
-    lines = ["| model | n | " + " | ".join(_header(c) for c in columns) + " |",
-             "|---|---:|" + "---:|" * len(columns)]
+    lines = ["| model | feedback | n | " + " | ".join(_header(c) for c in columns) + " |",
+             "|---|---|---:|" + "---:|" * len(columns)]
     for label, summary in rows:
         cells = [_cell(summary.get(c, 0.0), summary.get("ci", {}).get(c), signed=c.startswith("delta"))
                  if c in summary else "–" for c in columns]
-        lines.append(f"| {label} | {summary['n']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {feedback_of(summary)} | {summary['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -161,7 +180,11 @@ def transitions_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def compare_table(comparison: dict[str, Any], label_a: str = "A", label_b: str = "B") -> str:
-    """A - B per metric with its paired interval; * marks an interval that excludes 0."""
+    """A - B per metric with its paired interval; * marks an interval that excludes 0. When A and B had different
+    feedback between attempts, each column says which."""
+    feedback = comparison.get("feedback", {})
+    if feedback and feedback.get("a") != feedback.get("b"):
+        label_a, label_b = f"{label_a} ({feedback['a']})", f"{label_b} ({feedback['b']})"
     lines = [f"| metric | {label_a} | {label_b} | {label_a} − {label_b} | significant |", "|---|---:|---:|---:|:---:|"]
     for name, d in comparison["metrics"].items():
         signed = name.startswith("delta")
@@ -198,6 +221,7 @@ def write_report(folder: Path, summary: dict[str, Any], *, baseline: dict[str, A
         (f"{summary['n']} problems × {summary.get('samples', 1)} sample(s) × {summary.get('attempts', 2)} attempts, "
          f"{decoding}, max {cfg.get('max_new_tokens', '?')} new tokens. Percent; [{confidence}% CI] from a paired "
          f"bootstrap over problems ({boot.get('resamples', '?')} resamples, seed {boot.get('seed', '?')})."),
+        f"Feedback between attempts: {describe_feedback(feedback_of(summary))}.",
         eval_table(rows),
         "Transitions from attempt 1 to attempt 2 (samples):",
         transitions_table(rows),

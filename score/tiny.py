@@ -56,6 +56,7 @@ def build_tiny_model(
     max_position_embeddings: int = 512,
     seed: int = 0,
     tie_word_embeddings: bool = False,
+    attention_dropout: float = 0.0,
 ) -> Path:
     """Save a randomly initialised Llama model and its tokenizer to `out_dir`; returns the folder.
 
@@ -75,6 +76,7 @@ def build_tiny_model(
         num_key_value_heads=num_heads,
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=tie_word_embeddings,
+        attention_dropout=attention_dropout,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,

@@ -24,12 +24,12 @@ from transformers import AutoTokenizer
 from envs import Problem, make_env
 from score.actors import RewardPool, RolloutGroup, connect_gpu_weight_sync, start_learner
 from score.config import Config, ConfigError, to_yaml
-from score.engines import SamplingParams, resolve_engine_kind
+from score.engines import SamplingParams, fallback_notice, resolve_engine_kind
 from score.learner import Batch
 from score.logger import MetricsLogger
 from score.metrics import self_correction_metrics
 from score.objectives import kl_weights, per_turn_rewards, subtract_baseline
-from score.rollout import ChatRenderer, Trajectory, assign_rewards, two_attempt_rollout
+from score.rollout import ChatRenderer, Trajectory, assign_rewards, feedback_hook, two_attempt_rollout
 
 console = Console()
 
@@ -50,17 +50,37 @@ def make_batch(trajectories: list[Trajectory], cfg: Config) -> tuple[Batch, torc
     """Per-turn rewards (shaped for the stage), minus the per-turn baseline, packed for the learner."""
     r1 = torch.tensor([t.r1 for t in trajectories])
     r2 = torch.tensor([t.r2 for t in trajectories])
+    cut1 = torch.tensor([not t.y1.finished for t in trajectories])
+    cut2 = torch.tensor([not t.y2.finished for t in trajectories])
+    turn_ids = [t.turn_ids for t in trajectories]
+    if cfg.algo.truncated == "zero":  # a cut-off attempt earns nothing, even if its partial text scored
+        r1, r2 = r1.masked_fill(cut1, 0.0), r2.masked_fill(cut2, 0.0)
+    else:  # "mask": a cut-off attempt's tokens take no part in the loss or the KL
+        turn_ids = [[0 if (k == 1 and c1) or (k == 2 and c2) else k for k in ids]
+                    for ids, c1, c2 in zip(turn_ids, cut1.tolist(), cut2.tolist())]
     rewards = per_turn_rewards(r1, r2, stage=cfg.stage, alpha=cfg.algo.alpha)
     group = torch.tensor([t.group for t in trajectories])
     advantages = subtract_baseline(rewards, group, cfg.algo.baseline)
     batch = Batch(
         input_ids=[t.input_ids for t in trajectories],
-        turn_ids=[t.turn_ids for t in trajectories],
+        turn_ids=turn_ids,
         rollout_logprobs=[t.rollout_logprobs for t in trajectories],
         turn_advantages=[tuple(a) for a in advantages.tolist()],
         turn_kl_weights=kl_weights(cfg.stage, cfg.algo.beta1, cfg.algo.beta2),
     )
     return batch, rewards
+
+
+def training_env_kwargs(name: str, kwargs: dict) -> dict:
+    """env.kwargs for training: `strict_format` defaults to on where the environment has it (math, gsm8k, ...).
+
+    The lenient reader falls back to e.g. the last number of the text, so a truncated or formless answer could earn
+    reward 1 and RL would drift away from the instructed answer form. Set env.kwargs.strict_format=false to train on
+    the lenient reading anyway; `score eval` reports both."""
+    kwargs = dict(kwargs)
+    if "strict_format" not in kwargs and hasattr(make_env(name, **kwargs), "strict_format"):
+        kwargs["strict_format"] = True
+    return kwargs
 
 
 def latest_checkpoint(out_dir: Path) -> tuple[int, Path] | None:
@@ -89,7 +109,8 @@ def train(cfg: Config) -> Path:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(to_yaml(cfg))
-    env = make_env(cfg.env.name, **cfg.env.kwargs)
+    env_kwargs = training_env_kwargs(cfg.env.name, cfg.env.kwargs)
+    env = make_env(cfg.env.name, **env_kwargs)
     problems = env.load(cfg.env.train_split)
     if not problems:
         raise ConfigError(f"env.train_split: split {cfg.env.train_split!r} of {cfg.env.name!r} has no problems")
@@ -103,10 +124,18 @@ def train(cfg: Config) -> Path:
     engine_kwargs = dict(cfg.rollout.engine_kwargs)
     if cfg.rollout.weight_sync != "blob":
         engine_kwargs["weight_transfer_backend"] = cfg.rollout.weight_sync
-    engines = RolloutGroup(resolve_engine_kind(cfg.rollout.engine), policy_path, engine_kwargs,
+    resolve_engine_kind(cfg.rollout.engine)  # an engine that is not installed fails here, before any actor starts
+    # Each worker resolves `auto` itself: vLLM, or the transformers engine where vLLM refuses the model.
+    engines = RolloutGroup(cfg.rollout.engine, policy_path, engine_kwargs,
                            num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
                            num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
-    scorer = RewardPool(cfg.env.name, cfg.env.kwargs, num_workers=cfg.ray.num_reward_workers)
+    engine, refusal = engines.engine_info()
+    if refusal:
+        console.print(fallback_notice(refusal), markup=False, highlight=False, soft_wrap=True)
+        if cfg.rollout.weight_sync != "blob":
+            raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs vLLM, which refused the model; "
+                              "set rollout.weight_sync=blob")
+    scorer = RewardPool(cfg.env.name, env_kwargs, num_workers=cfg.ray.num_reward_workers)
     if cfg.rollout.weight_sync != "blob":
         connect_gpu_weight_sync(learner, engines, cfg.rollout.weight_sync,
                                 int(engine_kwargs.get("tensor_parallel_size", 1)))
@@ -123,6 +152,7 @@ def train(cfg: Config) -> Path:
     start_checksums = ray.get(learner.parameter_checksums.remote())
     logger = MetricsLogger(out, resume_from_step=start, tensorboard=bool(cfg.log.get("tensorboard", True)),
                            wandb_project=cfg.log.get("wandb_project"), run_config=dataclasses.asdict(cfg))
+    clipped: list[float] = []  # per step: was the gradient clipped (how train.max_grad_norm is chosen)
     try:
         with progress_bar() as progress:
             bar = progress.add_task(f"stage {cfg.stage}", total=cfg.train.steps, completed=start, status="")
@@ -133,6 +163,7 @@ def train(cfg: Config) -> Path:
                 if held_out and (step + 1) % cfg.eval.every == 0:
                     metrics.update(evaluate_held_out(cfg, held_out, env, renderer, engines, scorer))
                 logger.log(metrics)
+                clipped.append(metrics["grad_clipped"])
                 progress.update(bar, advance=1, status=f"acc_t1 {metrics['acc_t1']:.2f} acc_t2 {metrics['acc_t2']:.2f}"
                                 f" kl_t1 {metrics['kl_t1']:.3f}")
                 done = step + 1
@@ -142,7 +173,8 @@ def train(cfg: Config) -> Path:
         ray.get(learner.save.remote(str(final), with_optimizer=False))
         end_checksums = ray.get(learner.parameter_checksums.remote())
         summary = {"start": start_checksums, "end": end_checksums, "steps": cfg.train.steps,
-                   "rollout_workers": engines.placement()}
+                   "grad_clip_fraction": float(np.mean(clipped)) if clipped else None,
+                   "rollout_workers": engines.placement(), "engine": engine, "feedback": env.feedback_kind}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         console.print(f"stage {cfg.stage} done: final policy in {final}")
         return final
@@ -161,7 +193,7 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
                             seed=cfg.seed * 1_000_003 + step)
     batch_problems = step_problems(problems, step, cfg.train.prompts_per_step, cfg.seed)
     trajectories = two_attempt_rollout(batch_problems, env, renderer, engines.generate, n=cfg.rollout.n,
-                                       params=params)
+                                       params=params, feedback=feedback_hook(env, scorer.feedbacks))
     t1 = timer()
     assign_rewards(trajectories, scorer.score)
     t2 = timer()
@@ -176,12 +208,15 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
     return {
         "step": step + 1,
         "stage": cfg.stage,
+        "feedback": env.feedback_kind,  # intrinsic or extrinsic: their deltas are different experiments
         **{k: v for k, v in outcome.items() if k != "n"},
         "reward_t1": float(shaped[:, 0].mean()),
         "reward_t2": float(shaped[:, 1].mean()),
         **stats,
         "response_len_t1": float(np.mean([len(t.y1.token_ids) for t in trajectories])),
         "response_len_t2": float(np.mean([len(t.y2.token_ids) for t in trajectories])),
+        "truncated_t1": float(np.mean([not t.y1.finished for t in trajectories])),
+        "truncated_t2": float(np.mean([not t.y2.finished for t in trajectories])),
         "n_samples": len(trajectories),
         "time_rollout": t1 - t0,
         "time_reward": t2 - t1,
@@ -206,7 +241,8 @@ def evaluate_held_out(cfg: Config, problems: list[Problem], env, renderer: ChatR
 
     start = time.perf_counter()
     params = SamplingParams(temperature=0.0, max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens)
-    result = evaluate(env, problems, renderer, engines.generate, attempts=2, params=params, score=scorer.score)
+    result = evaluate(env, problems, renderer, engines.generate, attempts=2, params=params, score=scorer.score,
+                      feedbacks=scorer.feedbacks)
     return {**result.log_metrics(prefix="eval_"), "time_eval": time.perf_counter() - start}
 
 

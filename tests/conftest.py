@@ -53,6 +53,16 @@ class AnyDigitEnv(Environment):
         return float(any(ch.isdigit() for ch in attempt))
 
 
+class FeedbackDigitEnv(AnyDigitEnv):
+    """AnyDigitEnv that tells the model, before attempt 2, what it wrote and whether it had a digit: feedback that
+    quotes model output, as test or tool output does."""
+
+    feedback_mode = "echo"
+
+    def feedback(self, problem, attempt):
+        return f"You wrote {attempt[:40]!r}: {'a digit' if self.reward(attempt, problem) else 'no digit'}."
+
+
 class VoteEnv(Environment):
     """Self-training without labels on a random tiny model: an answer votes for the sum of its character codes mod 3,
     so samples agree often. Problem i's gold label is (i + label_shift) mod 3 in the train split (unshifted in the

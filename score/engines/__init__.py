@@ -10,7 +10,7 @@ from score.engines.base import Completion, Engine, SamplingParams
 from score.engines.startup import EngineRefused, start_vllm
 
 __all__ = ["Completion", "Engine", "EngineRefused", "SamplingParams", "engine_kind", "make_engine",
-           "resolve_engine_kind"]
+           "resolve_engine_kind", "start_engine"]
 
 
 def resolve_engine_kind(kind: str) -> str:
@@ -28,17 +28,31 @@ def resolve_engine_kind(kind: str) -> str:
 def make_engine(kind: str, model_path: str, **kwargs: Any) -> Engine:
     """Start an engine. vLLM starts quietly (`score.engines.startup`); if it cannot run the model, `engine: vllm`
     raises `EngineRefused` (one line) and `engine: auto` says why in one line and uses the transformers engine."""
-    resolved = resolve_engine_kind(kind)
+    engine, refusal = start_engine(kind, model_path, **kwargs)
+    if refusal:
+        print(fallback_notice(refusal), file=sys.stderr)
+    return engine
+
+
+def start_engine(kind: str, model_path: str, **kwargs: Any) -> tuple[Engine, str | None]:
+    """`make_engine` without printing: the engine, and vLLM's one-line refusal when `auto` fell back to the
+    transformers engine (None otherwise). Rollout workers use it, so that the driver says it once."""
+    resolved, refusal = resolve_engine_kind(kind), None
     if resolved == "vllm":
         try:
-            return start_vllm(model_path, **kwargs)
-        except EngineRefused as refusal:
+            return start_vllm(model_path, **kwargs), None
+        except EngineRefused as refused:
             if kind != "auto":
                 raise
-            print(f"{refusal}; using the transformers engine", file=sys.stderr)
+            refusal = str(refused)
     from score.engines.hf import HFEngine
 
-    return HFEngine(model_path, **kwargs)
+    return HFEngine(model_path, **kwargs), refusal
+
+
+def fallback_notice(refusal: str) -> str:
+    """The one line a user sees when `engine: auto` could not use vLLM."""
+    return f"{refusal}; using the transformers engine"
 
 
 def engine_kind(engine: Engine) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import safetensors.torch
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from score.engines.base import Completion, SamplingParams
 from score.weights import load_shareable_state
@@ -23,6 +23,10 @@ class HFEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else tokenizer.eos_token_id])
+        # transformers fills every sampling setting not passed to generate() from the model's generation_config
+        # (repetition penalty, top-k, ...), so samples would come from another distribution than the raw log-probs
+        # the learner trains on. Only its stop tokens are kept; every sampling setting is passed explicitly below.
+        self.model.generation_config = GenerationConfig(eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id)
         self.batch_size = batch_size
 
     @torch.no_grad()
@@ -45,6 +49,13 @@ class HFEngine:
             temperature=params.temperature if sample else None,
             top_p=params.top_p if sample else None,
             top_k=0 if sample else None,
+            min_p=None,
+            typical_p=1.0,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            bad_words_ids=None,
+            suppress_tokens=None,
+            begin_suppress_tokens=None,
             max_new_tokens=params.max_new_tokens,
             eos_token_id=sorted(self.eos_ids),
             pad_token_id=self.pad_id,

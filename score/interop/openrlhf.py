@@ -5,8 +5,8 @@ never imports OpenRLHF itself.
 
 - The agent file (`--train.agent_func_path agent_func.py`) defines `AgentExecutor`, a `MultiTurnAgentExecutor`
   whose `AgentInstance` runs `SelfCorrectionEpisode`: attempt 1 answers the prompt, and each later attempt follows
-  the environment's correction instruction, rendered with the model's chat template exactly as `score train` renders
-  it. Rewards follow OpenRLHF's convention: each step returns a 0-d tensor under "rewards" and OpenRLHF adds them up
+  the environment's correction instruction (or its feedback on the attempt, where it gives some), rendered with the
+  model's chat template exactly as `score train` renders it. Rewards follow OpenRLHF's convention: each step returns a 0-d tensor under "rewards" and OpenRLHF adds them up
   into the trajectory's reward. Step 1 returns r(y_1) and step k > 1 returns (1 + alpha) * (r(y_k) - r(y_{k-1})), so
   the sum is r(y_K) + alpha * (r(y_K) - r(y_1)) (or the same for the last attempt reached, if OpenRLHF's token budget
   ends the episode early); "scores" (for dynamic filtering) is the last attempt's reward.
@@ -24,7 +24,7 @@ from typing import Any
 
 from envs import Problem
 from score.interop.problems import problem_index
-from score.rollout import ChatRenderer
+from score.rollout import ChatRenderer, feedback_hook, next_instructions
 
 _TRAILING_SPECIAL = re.compile(r"(?:\s*(?:<\|[^<>|\s]+\|>|</s>|<eos>|<end_of_turn>))+\s*$")
 
@@ -85,22 +85,25 @@ class SelfCorrectionEpisode:
         self.texts, self.rewards = [], []
         return {"observation": states["observation"]}
 
-    def next_instruction(self) -> str:
+    def next_instruction(self, attempt: str) -> str:
         """The user turn before the next attempt: SCoRe's instruction, which never says whether the attempt was
-        right. An environment that gives feedback (test output, "your answer is wrong") would answer here, from
-        `self.problem` and the attempt just made, `self.texts[-1]`."""
-        return self.index.env.correction_instruction
+        right, or, for an environment that gives feedback (`env.kwargs.feedback`, a `feedback` hook), its feedback on
+        `attempt`, bounded as in `score train`."""
+        env = self.index.env
+        return next_instructions(env, [attempt], [self.problem], feedback_hook(env))[0]
 
     async def step(self, states: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         assert self.problem is not None, "step before reset"
         text = states["action_text"]
-        # Rewards may take seconds (sympy, a sandboxed program): keep them off OpenRLHF's event loop.
+        done = len(self.rewards) + 1 >= self.attempts
+        # Feedback and rewards may take seconds (sympy, a sandboxed program): keep them off OpenRLHF's event loop.
+        # Feedback first: a code environment then scores the attempt with the verdict it ran for the feedback.
+        instruction = None if done else await asyncio.to_thread(self.next_instruction, text)
         (reward,) = await asyncio.to_thread(self.index.env.rewards, [text], [self.problem])
         self.texts.append(text)
         self.rewards.append(float(reward))
-        done = len(self.rewards) >= self.attempts
         # Telescoping step rewards: whatever the last attempt reached, their sum is r(last) + alpha * (r(last) - r(1)).
         step_reward = self.rewards[0] if len(self.rewards) == 1 else (1 + self.alpha) * (reward - self.rewards[-2])
         feedback = ""
@@ -108,7 +111,8 @@ class SelfCorrectionEpisode:
             if self.renderer is None:
                 raise RuntimeError("SelfCorrectionEpisode.use_tokenizer was not called (the exported "
                                    "AgentExecutor.execute does it)")
-            between = self.renderer.between_turns(self.next_instruction(), y1_finished=True)
+            # the attempt OpenRLHF generated ended its turn (with the template's end-of-turn token)
+            between = self.renderer.between_turns(instruction, [self.renderer.end_of_turn_id])
             feedback = self.renderer.tokenizer.decode(between, skip_special_tokens=False)
         logs = {f"acc_t{k + 1}": float(r >= 0.5) for k, r in enumerate(self.rewards)}
         if len(self.rewards) >= 2:

@@ -32,7 +32,7 @@ from transformers import AutoTokenizer
 from envs import Problem, make_env
 from score.actors import RewardPool, RolloutGroup, start_learner
 from score.config import ConfigError, to_yaml
-from score.engines import SamplingParams, resolve_engine_kind
+from score.engines import SamplingParams, fallback_notice, resolve_engine_kind
 from score.learner import SequenceBatch
 from score.logger import MetricsLogger
 from score.rollout import ChatRenderer
@@ -80,9 +80,13 @@ def run(cfg: SelfTrainConfig) -> Path:
         return final
 
     init_ray(cfg)
-    engines = RolloutGroup(resolve_engine_kind(cfg.rollout.engine), first_model, dict(cfg.rollout.engine_kwargs),
+    resolve_engine_kind(cfg.rollout.engine)  # an engine that is not installed fails here, before any actor starts
+    engines = RolloutGroup(cfg.rollout.engine, first_model, dict(cfg.rollout.engine_kwargs),
                            num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
                            num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
+    _, refusal = engines.engine_info()  # `auto` where vLLM refuses the model: the transformers engine, said once
+    if refusal:
+        console.print(fallback_notice(refusal), markup=False, highlight=False, soft_wrap=True)
     scorer = RewardPool(cfg.env.name, cfg.env.kwargs, num_workers=cfg.ray.num_reward_workers)
     # The only holder of the train split's gold labels: it scores samples for the logs, after selection.
     gold = GoldLabels(env.load(cfg.env.train_split), scorer.score) if cfg.log_label_accuracy else None

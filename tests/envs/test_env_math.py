@@ -80,7 +80,9 @@ def test_strict_format_rewards_only_the_instructed_answer_forms():
 
 def test_math_defaults_to_math_train_and_math500_test_on_the_hub():
     env = make_env("math")
-    assert env.path == {"train": "DigitalLearningGmbH/MATH-lighteval", "test": "HuggingFaceH4/MATH-500"}
+    assert env.path == {"train": "DigitalLearningGmbH/MATH-lighteval", "test": "HuggingFaceH4/MATH-500",
+                        "math_test": "DigitalLearningGmbH/MATH-lighteval"}
+    assert env.splits["train12k"] == "train" and env.splits["math_test"] == "test"
     assert make_env("math500").splits == {"test": "test"}
     assert (make_env("gsm8k").path, make_env("gsm8k").config) == ("openai/gsm8k", "main")
 
@@ -121,3 +123,22 @@ def test_arithmetic_keeps_its_behaviour():
     problem = test[0]
     a, op, b = problem.id[0:2], problem.id[2], problem.id[3:]
     assert problem.prompt == f"{problem.id}=" and problem.reference == str(eval(f"{int(a)}{op}{int(b)}"))
+
+
+def test_math_train12k_is_train_plus_the_test_problems_outside_math500(tmp_path):
+    """The paper's MATH training set (Lightman et al.'s 12k split): 7.5k train + the 4.5k test problems not in
+    MATH-500. Here in miniature, from local files standing in for the hub datasets."""
+    import json
+
+    def write(name, problems):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"problem": p, "solution": f"so \\boxed{{{i}}}"}) + "\n"
+                                for i, p in enumerate(problems)))
+        return str(path)
+
+    paths = {"train": write("train", ["t1", "t2", "t3"]), "test": write("math500", ["held out A", "held out B"]),
+             "math_test": write("math_test", ["held  out A", "x1", "held out B\n", "x2"])}
+    env = make_env("math", path=paths)
+    problems = [p.prompt for p in env.load("train12k")]
+    assert problems == ["t1", "t2", "t3", "x1", "x2"]  # MATH-500 problems left out, whitespace ignored
+    assert [p.reference for p in env.load("train12k")] == ["0", "1", "2", "1", "3"]

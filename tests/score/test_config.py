@@ -31,6 +31,10 @@ def test_yaml_then_overrides(cfg_file):
         (["model.path=/no/such/model"], "model.path"),
         (["init_from=/no/such/model"], "init_from"),
         (["algo.alpha"], "key=value"),
+        # sampling the learner does not score: off-policy updates without a word, so refused at start
+        (["rollout.temperature=0.7"], "rollout.temperature"),
+        (["rollout.temperature=0"], "rollout.temperature"),
+        (["rollout.top_p=0.9"], "rollout.top_p"),
     ],
 )
 def test_bad_config_names_the_key(cfg_file, override, message):

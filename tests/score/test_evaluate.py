@@ -70,10 +70,12 @@ def test_k_attempts_extend_the_conversation_with_exact_ids(engine, renderer):
     result = evaluate(env, problems, renderer, engine.generate, attempts=3, params=SAMPLED, chunk_size=2)
     for sample in result.samples:
         expected = renderer.first_turn(env.first_turn_messages(sample.problem))
-        for completion in sample.completions:
-            expected = expected + completion.token_ids + renderer.between_turns(env.correction_instruction,
-                                                                                  completion.finished)
+        for k, completion in enumerate(sample.completions):
+            expected = expected + completion.token_ids
+            if k < 2:  # the last attempt is followed by nothing
+                expected = expected + renderer.between_turns(env.correction_instruction, completion.token_ids)
         assert sample.context_ids == expected
+        assert sample.instructions == [env.correction_instruction] * 2
         assert sample.texts == [renderer.decode(c.token_ids) for c in sample.completions]
     assert result.rewards().shape == (3, 1, 3)
     assert set(result.summary(resamples=100)) >= {"acc_t1", "acc_t2", "acc_t3", "delta_t1_t3", "ci", "transitions"}
@@ -140,7 +142,7 @@ def test_written_files_agree_with_the_samples(engine, renderer, tmp_path):
         assert summary[key] == pytest.approx(flat[key])
         low, high = summary["ci"][key]
         assert low <= summary[key] <= high
-    assert summary == json.loads(json.dumps(summarize(rewards)))
+    assert summary == json.loads(json.dumps({**summarize(rewards), "feedback": "intrinsic"}))
 
 
 def _recompute(out):
@@ -169,7 +171,8 @@ def test_score_eval_compare_and_plot_cli(tiny_model_path, tmp_path, capsys):
     first = records[0]["attempts"][0]
     assert {"text", "reward", "extracted_answer", "finished", "num_tokens"} <= set(first)
     report = (out / "report.md").read_text()
-    assert "| model | n | Acc@t1 | Acc@t2 | Δ(t1,t2) | Δi→c | Δc→i |" in report
+    assert "| model | feedback | n | Acc@t1 | Acc@t2 | Δ(t1,t2) | Δi→c | Δc→i |" in report
+    assert "Feedback between attempts: intrinsic" in report
     assert "(baseline)" in report and "Inference-time scaling" in report
     assert imread(out / "plots" / "transitions.png").ndim == 3
 
@@ -210,3 +213,74 @@ def test_score_eval_on_vllm_matches_transformers(tiny_model_path, tmp_path, engi
     texts = [a["text"] for r in records for a in r["attempts"]]
     same = sum(a == b for a, b in zip(texts, [t for s in reference.samples for t in s.texts]))
     assert same >= 0.9 * len(texts)  # fp32 on both; a rare near-tie may flip one greedy token
+
+
+def test_eval_reports_strict_and_lenient_accuracy():
+    from envs.base import Problem
+    from score.evaluate import EvalResult, EvalSample, answer_form_accuracy
+
+    problem = Problem(id="0", prompt="What is 6 * 7?", reference="42")
+    instructed = "Final Answer: The final answer is $42$. I hope it is correct."
+    samples = [EvalSample(problem, 0, [], texts=[instructed, "It is 42"], rewards=[1.0, 1.0]),
+               EvalSample(problem, 1, [], texts=["It is 41", instructed], rewards=[0.0, 1.0])]
+    forms = answer_form_accuracy("math", {}, EvalResult(samples, attempts=2, samples_per_problem=2))
+    assert forms == {"strict": {"acc_t1": 0.5, "acc_t2": 0.5}, "lenient": {"acc_t1": 0.5, "acc_t2": 1.0}}
+    assert answer_form_accuracy("arithmetic", {}, EvalResult(samples, 2, 2)) is None
+
+
+class CountingFeedbackEnv(LetterEnv):
+    """Feedback that names the attempt's length and counts how often it is asked for."""
+
+    feedback_mode = "length"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.asked = 0
+
+    def feedback(self, problem, attempt):
+        self.asked += 1
+        return f"Your answer had {len(attempt)} characters."
+
+
+def test_k_attempts_with_feedback(engine, renderer, tmp_path):
+    """Three attempts: each next prompt carries the feedback on the attempt before it; the files say which feedback."""
+    env = CountingFeedbackEnv(digits=1, num_train=10, num_test=3)
+    result = evaluate(env, env.load("test"), renderer, engine.generate, attempts=3, params=SAMPLED, chunk_size=2)
+    assert env.asked == 3 * 2  # after attempts 1 and 2, never after the last
+    for sample in result.samples:
+        told = [f"Your answer had {len(text)} characters." for text in sample.texts[:2]]
+        assert sample.instructions == told
+        expected = renderer.first_turn(env.first_turn_messages(sample.problem))
+        for k, completion in enumerate(sample.completions):
+            expected = expected + completion.token_ids
+            if k < 2:
+                expected = expected + renderer.between_turns(told[k], completion.token_ids)
+        assert sample.context_ids == expected
+    summary = result.summary(resamples=50)
+    assert summary["feedback"] == "extrinsic:length" and "delta_t1_t3" in summary
+    records = sample_records(result, env)
+    assert [[a.get("feedback_before") for a in r["attempts"]] for r in records] == [
+        [None, *s.instructions] for s in result.samples]
+
+
+def test_scaling_asks_feedback_only_for_attempts_that_continue(engine, renderer):
+    env = CountingFeedbackEnv(digits=1, num_train=10, num_test=3)
+    scaling = inference_scaling(env, env.load("test"), renderer, engine.generate, budget=4, params=SAMPLED,
+                                resamples=50)
+    assert env.asked == 3 * 2  # budget 4: two of the four first attempts per problem get a second one
+    assert scaling["feedback"] == "extrinsic:length"
+
+
+def test_score_eval_with_test_feedback_on_humaneval(tiny_model_path, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(tiny_model_path), "--env", "humaneval", "--env-kwargs",
+                 '{"feedback": "tests"}', "--limit", "2", "--attempts", "3", "--max-new-tokens", "8",
+                 "--engine", "hf", "--no-plots", "--resamples", "50", "--out", str(out)]) == 0
+    summary = json.loads((out / "eval.json").read_text())
+    assert summary["feedback"] == summary["config"]["feedback"] == "extrinsic:tests" and summary["attempts"] == 3
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    for record in records:
+        for attempt in record["attempts"][1:]:  # a random tiny model fails every test: it is shown why
+            assert attempt["feedback_before"].startswith("The code above failed a test:")
+    assert "Feedback between attempts: extrinsic: shown the first failing test's message" in (
+        out / "report.md").read_text()

@@ -69,3 +69,27 @@ def test_checkpoint_roundtrip_restores_weights_and_optimizer(tiny_model_path, tm
     learner.train_step(_batch(3), kl_mode="reward")
     restored.train_step(_batch(3), kl_mode="reward")
     torch.testing.assert_close(_params(restored), _params(learner))
+
+
+def test_dropout_is_off_so_the_kl_starts_at_zero(tmp_path):
+    """A model configured with dropout: the policy (== reference at step 0) must score tokens exactly as the
+    reference and as the engines do, so the KL at step 0 is 0 and the log-probs are the sampling policy's."""
+    from score.tiny import build_tiny_model, default_corpus
+
+    path = build_tiny_model(tmp_path / "dropout", default_corpus(), seed=4, attention_dropout=0.5)
+    learner = Learner(str(path), lr=1e-2, seed=0)
+    stats = learner.train_step(_batch(), kl_mode="reward", micro_batch_size=4)
+    assert stats["kl_t1"] == 0.0 and stats["kl_t2"] == 0.0
+    # and the gradient step still happened
+    assert learner.parameter_checksums()["policy"] != learner.parameter_checksums()["reference"]
+
+
+def test_grad_norm_is_reported_before_clipping_with_the_clipped_flag(tiny_model_path):
+    norms = {}
+    for threshold in (1e-6, 1e6):
+        learner = Learner(str(tiny_model_path), lr=1e-2, seed=0)
+        stats = learner.train_step(_batch(), kl_mode="reward", max_grad_norm=threshold)
+        norms[threshold] = stats["grad_norm"]
+        assert stats["grad_clipped"] == float(threshold == 1e-6)
+    # the same pre-clip norm whatever the threshold (not the clipped one, which would be 1e-6)
+    assert norms[1e-6] == pytest.approx(norms[1e6], rel=1e-6) and norms[1e6] > 1e-3

@@ -127,3 +127,37 @@ def test_truncated_importance_weights_scale_the_gradient():
     is_w = torch.tensor([[1, 1, 0.5, 2.0, 1, 1, 1, 1]])
     score_loss(logp, logp.detach(), TURNS, adv, torch.zeros(1, 2), kl_mode="reward", is_weights=is_w).sum().backward()
     assert logp.grad.tolist() == [[0, 0, -0.5, -2.0, 0, -1.0, -1.0, -1.0]]
+
+
+def _expected_gradient(kl_mode: str, theta: torch.Tensor, ref: torch.Tensor, beta: float) -> torch.Tensor:
+    """E_{y ~ pi}[gradient of the per-token loss at a sampled y], enumerated exactly over a small vocabulary, for a
+    one-token turn with zero task advantage (only the KL term acts)."""
+    pi = torch.softmax(theta, -1).detach()
+    total = torch.zeros_like(theta)
+    for y in range(len(theta)):
+        logp = torch.log_softmax(theta, -1)[y].reshape(1, 1)
+        ref_logp = ref[y].reshape(1, 1)
+        turn_ids = torch.tensor([[1]])
+        weights = torch.tensor([[beta, beta]])
+        adv = token_advantages(turn_ids, torch.zeros(1, 2), logp.detach() - ref_logp, weights, kl_mode)
+        loss = score_loss(logp, ref_logp, turn_ids, adv, weights, kl_mode=kl_mode).sum()
+        (grad,) = torch.autograd.grad(loss, theta)
+        total += pi[y] * grad
+    return total
+
+
+def test_k1_in_reward_follows_the_reverse_kl_and_k3_loss_the_forward_kl():
+    """README's claim, checked exactly: k1 folded into the reward gives (in expectation) the gradient of the paper's
+    reverse KL(pi || pi_ref); k3 differentiated as a loss gives the gradient of the forward KL(pi_ref || pi)."""
+    theta = torch.tensor([0.3, -1.0, 1.2, 0.1], requires_grad=True)
+    ref = torch.log_softmax(torch.tensor([1.0, 0.2, -0.5, 0.0]), -1)
+    beta = 0.1
+    logp = torch.log_softmax(theta, -1)
+    (reverse,) = torch.autograd.grad(beta * (logp.exp() * (logp - ref)).sum(), theta)
+    logp = torch.log_softmax(theta, -1)
+    (forward,) = torch.autograd.grad(beta * (ref.exp() * (ref - logp)).sum(), theta)
+    k1 = _expected_gradient("reward", theta, ref, beta)
+    k3_loss = _expected_gradient("loss", theta, ref, beta)
+    torch.testing.assert_close(k1, reverse, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(k3_loss, forward, rtol=1e-5, atol=1e-7)
+    assert (reverse - forward).abs().max() > 1e-2  # genuinely different objectives

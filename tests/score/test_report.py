@@ -18,11 +18,29 @@ def test_eval_table_by_hand():
     # t1: 2/4 right, t2: 3/4 right; i->c on 1 problem, c->i on none
     summary = summarize(np.array([[[1, 1]], [[1, 1]], [[0, 1]], [[0, 0]]]), resamples=200)
     table = eval_table([("m", summary)]).splitlines()
-    assert table[0] == "| model | n | Acc@t1 | Acc@t2 | Δ(t1,t2) | Δi→c | Δc→i |"
+    assert table[0] == "| model | feedback | n | Acc@t1 | Acc@t2 | Δ(t1,t2) | Δi→c | Δc→i |"
     cells = [c.strip() for c in table[2].split("|")[1:-1]]
-    assert cells[:2] == ["m", "4"]
-    assert cells[2].startswith("50.0 [") and cells[3].startswith("75.0 [") and cells[4].startswith("+25.0 [")
-    assert cells[6] == "+0.0 [+0.0, +0.0]"
+    assert cells[:3] == ["m", "intrinsic", "4"]  # a summary without `feedback` (older files) was intrinsic
+    assert cells[3].startswith("50.0 [") and cells[4].startswith("75.0 [") and cells[5].startswith("+25.0 [")
+    assert cells[7] == "+0.0 [+0.0, +0.0]"
+
+
+def test_every_row_and_comparison_names_its_feedback(tmp_path):
+    """Intrinsic and extrinsic self-correction never share a table unlabelled."""
+    rewards = np.array([[[0, 1]], [[1, 1]]])
+    intrinsic, tests = summarize(rewards, resamples=50), {**summarize(rewards, resamples=50), "feedback": "extrinsic:tests"}
+    rows = eval_table([("base", intrinsic), ("base", tests)]).splitlines()[2:]
+    assert [row.split("|")[2].strip() for row in rows] == ["intrinsic", "extrinsic:tests"]
+
+    write_eval(tmp_path / "a", tests, _records(["x", "y"], rewards))
+    write_eval(tmp_path / "b", intrinsic, _records(["x", "y"], rewards))
+    comparison = compare_dirs(tmp_path / "a", tmp_path / "b", resamples=50)
+    assert comparison["feedback"] == {"a": "extrinsic:tests", "b": "intrinsic"}
+    assert compare_table(comparison, "a", "b").splitlines()[0].startswith(
+        "| metric | a (extrinsic:tests) | b (intrinsic) |")
+    write_eval(tmp_path / "c", intrinsic, _records(["x", "y"], rewards))
+    same = compare_dirs(tmp_path / "b", tmp_path / "c", resamples=50)
+    assert compare_table(same, "b", "c").splitlines()[0].startswith("| metric | b | c |")
 
 
 def test_rewards_round_trip_and_compare(tmp_path):

@@ -13,7 +13,7 @@ from score.train import train
 REQUIRED_KEYS = {
     "step", "stage", "acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "reward_t1", "reward_t2", "kl_t1",
     "kl_t2", "loss", "response_len_t1", "response_len_t2", "time_rollout", "time_reward", "time_update",
-    "time_sync", "logprob_mismatch", "sync_logprob_diff",
+    "time_sync", "logprob_mismatch", "sync_logprob_diff", "truncated_t1", "truncated_t2", "grad_norm", "grad_clipped",
 }
 
 
@@ -137,3 +137,20 @@ def test_trains_with_an_environment_installed_as_a_plugin(ray_cluster, tiny_mode
     metrics = _read_metrics(out)
     assert [m["step"] for m in metrics] == [1, 2]
     assert any(m["acc_t1"] > 0 or m["acc_t2"] > 0 for m in metrics)  # the plug-in's reward was really called
+
+
+def test_tied_embeddings_model_trains_syncs_and_resumes(ray_cluster, tmp_path):
+    """A model whose output layer is its embedding (SmolLM2, Qwen2.5) used to stop at the first weight sync:
+    safetensors refuses the shared tensor. Now it syncs exactly into vLLM and its checkpoint resumes."""
+    from score.tiny import build_tiny_model, default_corpus
+
+    tied = build_tiny_model(tmp_path / "tied", default_corpus(), seed=3, tie_word_embeddings=True)
+    out = tmp_path / "run"
+    train(load_config(None, _overrides(tied, out, 1, "vllm", ["train.steps=2", "train.save_every=1"])))
+    metrics = _read_metrics(out)
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert all(m["sync_logprob_diff"] < 1e-3 and m["logprob_mismatch"] < 1e-3 for m in metrics)
+    model = AutoModelForCausalLM.from_pretrained(out / "final")
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    train(load_config(None, _overrides(tied, out, 1, "hf", ["train.steps=3", "resume=true"])))  # loads step_2
+    assert [m["step"] for m in _read_metrics(out)] == [1, 2, 3]

@@ -14,7 +14,8 @@ from score.weights import load_shareable_state, shareable_state, tied_aliases
 
 @pytest.fixture(scope="module")
 def tied_model_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tied") / "tiny", default_corpus(), seed=1, tie_word_embeddings=True)
+    return build_tiny_model(tmp_path_factory.mktemp("tied") / "tiny", default_corpus(), seed=1,
+                            tie_word_embeddings=True)
 
 
 def _perturb(model: torch.nn.Module, seed: int = 0) -> None:

@@ -69,3 +69,27 @@ def test_refusal_found_by_starting_the_engine(head16_model, monkeypatch):
     engine_children = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.is_running()
                        and "resource_tracker" not in " ".join(p.cmdline())]
     assert engine_children == []
+
+
+def _train_overrides(model, out, engine):
+    return [f"output_dir={out}", f"model.path={model}", "env.name=arithmetic",
+            'env.kwargs={"digits": 1, "num_train": 10, "num_test": 3}', f"rollout.engine={engine}", "rollout.n=2",
+            "rollout.max_new_tokens=4", "train.steps=1", "train.prompts_per_step=2", "log.tensorboard=false"]
+
+
+def test_score_train_says_why_in_one_line_and_auto_falls_back(head16_model, ray_cluster, tmp_path, capsys):
+    from score.config import load_config
+    from score.train import train
+
+    with pytest.raises(EngineRefused) as refused:
+        train(load_config(None, _train_overrides(head16_model, tmp_path / "vllm", "vllm")))
+    assert "\n" not in str(refused.value) and "this model's is 16" in str(refused.value)
+
+    capsys.readouterr()
+    out = tmp_path / "auto"
+    train(load_config(None, _train_overrides(head16_model, out, "auto")))
+    said = [line for line in capsys.readouterr().out.splitlines() if "vLLM" in line]
+    assert len(said) == 1 and said[0].startswith("vLLM cannot run") and said[0].endswith(
+        "; using the transformers engine")
+    assert json.loads((out / "summary.json").read_text())["engine"] == "hf"
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]

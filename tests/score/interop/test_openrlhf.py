@@ -154,7 +154,8 @@ def test_agent_runs_k_attempts_like_score_train(openrlhf_standin, tmp_path, tiny
     assert result["extra_logs"] == logs
     # Token for token the conversation `score train` builds: [user: x] [assistant: y1] [user: p] [assistant: y2] ...
     renderer = ChatRenderer(tokenizer)
-    between = renderer.between_turns("Check the answer above and write it again, corrected if needed.", True)
+    between = renderer.between_turns("Check the answer above and write it again, corrected if needed.",
+                                     [renderer.end_of_turn_id])
     expected, ranges = renderer.first_turn(row["input"]), []
     for k, text in enumerate(texts):
         ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
@@ -163,6 +164,28 @@ def test_agent_runs_k_attempts_like_score_train(openrlhf_standin, tmp_path, tiny
     assert result["observation_tokens"] == expected
     assert result["action_ranges"] == ranges
     assert engine.prompts[1] == expected[: ranges[1][0]]
+
+
+def test_agent_shows_the_environment_s_feedback(openrlhf_standin, tmp_path, tiny_model_path):
+    """With `feedback: oracle` the user turn after a wrong attempt says so, as in `score train`."""
+    agent = tmp_path / "agent_func.py"
+    assert main(["export", "openrlhf", "--env", "arithmetic", "--env-kwargs",
+                 json.dumps({**ENV_KWARGS, "feedback": "oracle"}), "--attempts", "3", "--out", str(agent),
+                 "--data", str(tmp_path / "prompts.jsonl")]) == 0
+    row = json.loads((tmp_path / "prompts.jsonl").read_text().splitlines()[0])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    engine = ScriptedEngine(tokenizer, ["99", str(sum(map(int, row["input"][-1]["content"].rstrip("=").split("+")))),
+                                        "0"])
+    prompt = tokenizer.apply_chat_template(row["input"], tokenize=False, add_generation_prompt=True)
+    executor = _load(agent, "agent_feedback_module").AgentExecutor()
+    result = asyncio.run(executor.execute(prompt, row["label"], SimpleNamespace(max_tokens=8), 512, tokenizer, engine))
+    renderer = ChatRenderer(tokenizer)
+    told = [tokenizer.decode(engine.prompts[k][len(engine.prompts[k - 1]):]) for k in (1, 2)]
+    assert "The answer above is wrong. Write it again, corrected." in told[0]
+    assert "The answer above is right. Write it again." in told[1]
+    wrong = renderer.between_turns("The answer above is wrong. Write it again, corrected.", [renderer.end_of_turn_id])
+    assert engine.prompts[1][-len(wrong):] == wrong
+    assert result["extra_logs"]["acc_t2"] == 1.0
 
 
 def test_reward_func_scores_queries_by_label_or_by_reference(tmp_path, tiny_model_path):
