@@ -1,8 +1,8 @@
 """Ray actors and the driver-side handles that fan work out to them.
 
 Processes: the driver runs the loop; rollout workers each hold one engine; reward workers score attempts; one learner
-holds the policy, the reference and the optimizer. Weights flow learner -> driver (one object in Ray's store) ->
-every rollout worker after each update.
+holds the policy, the reference and the optimizer, sharded over `learner.num_ranks` actors (score.learner_group).
+After each update weights flow learner -> Ray's object store, one bucket at a time -> every rollout worker.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ray
@@ -18,7 +19,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from envs import Problem, make_env
 from score.engines import Completion, EngineRefused, SamplingParams, engine_kind, start_engine
-from score.learner import Learner
+from score.learner_group import LearnerGroup
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class RolloutWorker:
             raise StaleWeightsError(f"worker has weights version {self.version}, driver expects {version}")
         return self.engine.generate(prompts, params)
 
-    def update_weights(self, blob: bytes, version: int = 0) -> None:
-        self.engine.update_weights(blob)
+    def update_weights(self, blob: bytes, version: int = 0, partial: bool = False) -> None:
+        self.engine.update_weights(blob, partial)
         self.version = version
 
     def weight_sync(self, phase: str, *args: Any) -> None:
@@ -115,7 +116,7 @@ class RolloutGroup:
             for i in range(num_engines)
         ]
         self.timeout_s = timeout_s
-        self._weights_ref: ray.ObjectRef | None = None
+        self._weights: ray.ObjectRef | Callable[[], Iterable[ray.ObjectRef]] | None = None
         self.version = 0
         self.restarts = 0
 
@@ -146,21 +147,29 @@ class RolloutGroup:
             "log-probs",
         )
 
-    def update_weights(self, blob_ref: ray.ObjectRef) -> None:
-        self._weights_ref = blob_ref
+    def update_weights(self, weights: ray.ObjectRef | Callable[[], Iterable[ray.ObjectRef]]) -> None:
+        """New weights for every worker: one safetensors blob, or a function that streams them as buckets
+        (`LearnerGroup.weight_buckets`). Buckets are made one at a time and each is freed once every worker has
+        loaded it, so the object store never holds the whole model; a restarted worker gets a fresh stream."""
+        self._weights = weights
         self.version += 1
         self._recovering(self._sync_all, "weight sync")
 
-    def pushed_weights(self, send_ref: ray.ObjectRef) -> None:
-        """GPU path: wait for the learner's NCCL/IPC push to the engines, then record the new version. A restarted
+    def pushed_weights(self, send: Callable[[], None]) -> None:
+        """GPU path: run the learner's NCCL/IPC push to the engines, then record the new version. A restarted
         worker is not in the NCCL group any more, so it fails the run (resume from the last checkpoint)."""
-        self._get([send_ref], "GPU weight transfer")
+        send()
         self.version += 1
         self._get([w.set_version.remote(self.version) for w in self.workers], "weight version")
 
     def _sync_all(self) -> None:
-        if self._weights_ref is not None:  # before the first update every worker holds the initial weights
-            self._get([w.update_weights.remote(self._weights_ref, self.version) for w in self.workers], "weight sync")
+        if self._weights is None:  # before the first update every worker holds the initial weights
+            return
+        if isinstance(self._weights, ray.ObjectRef):
+            self._get([w.update_weights.remote(self._weights, self.version) for w in self.workers], "weight sync")
+            return
+        for bucket in self._weights():
+            self._get([w.update_weights.remote(bucket, self.version, True) for w in self.workers], "weight sync")
 
     def _recovering(self, call, what: str):
         """Run `call`. If a worker died (Ray restarts it with the initial weights) or reports stale weights, wait
@@ -235,13 +244,19 @@ class RewardPool:
             ray.kill(w)
 
 
-def connect_gpu_weight_sync(learner, engines: RolloutGroup, backend: str, tensor_parallel_size: int) -> None:
+def connect_gpu_weight_sync(learner: LearnerGroup, engines: RolloutGroup, backend: str,
+                            tensor_parallel_size: int) -> None:
     """Rendezvous the learner with every vLLM worker for NCCL/IPC weight transfer (GPU only)."""
     world_size = 1 + len(engines.workers) * tensor_parallel_size
-    ray.get(learner.connect_weight_sync.remote(engines.workers, backend, world_size))
+    learner.connect_weight_sync(engines.workers, backend, world_size)
 
 
-def start_learner(num_cpus: float, num_gpus: float, **kwargs: Any):
-    """The learner as a Ray actor (same methods as `score.learner.Learner`)."""
-    threads = max(1, int(num_cpus))
-    return ray.remote(Learner).options(num_cpus=num_cpus, num_gpus=num_gpus).remote(num_threads=threads, **kwargs)
+def start_learner(cfg: Any, **kwargs: Any) -> LearnerGroup:
+    """The learner ranks (`learner.num_ranks` Ray actors, `ray.learner_num_cpus/gpus` each) for a run's config;
+    kwargs are the `Learner`'s model arguments (model_path, init_from, seed)."""
+    return LearnerGroup(num_ranks=cfg.learner.num_ranks, num_cpus=cfg.ray.learner_num_cpus,
+                        num_gpus=cfg.ray.learner_num_gpus, placement=cfg.learner.placement,
+                        timeout_s=cfg.learner.timeout_s, dtype=cfg.model.dtype, lr=cfg.train.lr,
+                        weight_decay=cfg.train.weight_decay, gradient_checkpointing=cfg.train.gradient_checkpointing,
+                        logprob_chunk_tokens=cfg.train.logprob_chunk_tokens,
+                        sync_bucket_bytes=int(cfg.learner.sync_bucket_mb * (1 << 20)), **kwargs)

@@ -98,6 +98,11 @@ class OptimizerConfig:
     """Samples per forward/backward; gradients are accumulated over the batch."""
     save_every: int = 0
     """Save a resumable checkpoint every this many steps (0: only at the end)."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass: less memory, about a third more compute."""
+    logprob_chunk_tokens: int = 1024
+    """Positions per chunk of the output layer when computing log-probs: the largest logits tensor is
+    [chunk, vocab] in fp32, never [batch, length, vocab]."""
 
 
 @dataclass
@@ -127,9 +132,23 @@ class RayConfig:
     num_reward_workers: int = 1
     """Reward-scoring actors."""
     learner_num_cpus: float = 1.0
-    """CPUs reserved for the learner actor."""
+    """CPUs reserved for each learner rank (learner.num_ranks actors)."""
     learner_num_gpus: float = 0.0
-    """GPUs reserved for the learner actor."""
+    """GPUs reserved for each learner rank: 1 on a GPU cluster (the rank's FSDP shard and NCCL live there)."""
+
+
+@dataclass
+class LearnerConfig:
+    num_ranks: int = 1
+    """Learner ranks (Ray actors, one device each on GPUs). With N > 1 the policy, its gradients and AdamW state
+    and the reference are sharded N ways with FSDP2, and each step's samples are split across the ranks; the update
+    equals the 1-rank one. Each rank gets ray.learner_num_cpus CPUs and ray.learner_num_gpus GPUs."""
+    placement: str = "PACK"
+    """Placement group strategy of the ranks: PACK (as few nodes as possible), SPREAD, STRICT_PACK, STRICT_SPREAD."""
+    sync_bucket_mb: float = 256.0
+    """Weight sync to the engines streams the policy in buckets of about this size (whole decoder layers)."""
+    timeout_s: float = 1800.0
+    """A learner call (or a collective between ranks) that takes longer stops the run with an error."""
 
 
 @dataclass
@@ -151,6 +170,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
     log: dict[str, Any] = field(default_factory=lambda: {"tensorboard": True, "wandb_project": None})
     """Logging: tensorboard (bool), wandb_project (str or None: Weights & Biases off)."""
 
@@ -167,6 +187,7 @@ _CHOICES = {
     "algo.loss_agg": ("token_mean", "seq_mean"),
     "algo.truncated": ("zero", "mask"),
     "model.dtype": ("float32", "bfloat16"),
+    "learner.placement": ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
 }
 
 
@@ -244,7 +265,9 @@ def validate_shared(cfg: Any) -> None:
         "rollout.num_engines": cfg.rollout.num_engines,
         "rollout.max_new_tokens": cfg.rollout.max_new_tokens,
         "train.micro_batch_size": cfg.train.micro_batch_size,
+        "train.logprob_chunk_tokens": cfg.train.logprob_chunk_tokens,
         "ray.num_reward_workers": cfg.ray.num_reward_workers,
+        "learner.num_ranks": cfg.learner.num_ranks,
     }
     for key, value in positive.items():
         if value < 1:
@@ -253,6 +276,8 @@ def validate_shared(cfg: Any) -> None:
         raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs rollout.engine=vllm (GPU)")
     if cfg.rollout.temperature < 0:
         raise ConfigError(f"rollout.temperature: must be >= 0, got {cfg.rollout.temperature}")
+    if cfg.learner.sync_bucket_mb <= 0:
+        raise ConfigError(f"learner.sync_bucket_mb: must be > 0, got {cfg.learner.sync_bucket_mb}")
 
 
 def to_yaml(cfg: Config) -> str:

@@ -6,18 +6,17 @@ It runs inside a Ray actor (see `score.actors`), but is a plain class so that te
 from __future__ import annotations
 
 import contextlib
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import safetensors.torch
 import torch
+import torch.utils.checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from score import checkpoints, sharding
 from score.objectives import score_loss, token_advantages
-from score.weights import load_shareable_state, shareable_state
 
 
 @dataclass
@@ -66,14 +65,86 @@ or None when not asked for; mask: `loss_mask` shifted the same way, float [B, L-
 Pure and picklable (a module-level function or a functools.partial of one): it travels to the learner actor."""
 
 
-def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """log p(token_j | tokens_<j) for j = 1..L-1, shape [B, L-1], without materialising a [B, L, V] log-softmax."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    targets = input_ids[:, 1:]
+LOGPROB_CHUNK_TOKENS = 1024
+"""Tokens per chunk of the output layer in `token_logprobs`: the largest logits tensor is [chunk, V] in fp32."""
+
+
+def _chunk_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
+                    temperature: float) -> torch.Tensor:
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    if temperature != 1.0:
+        logits = logits / temperature
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
+def _chunkable(model: torch.nn.Module) -> bool:
+    """The output layer is a plain Linear whose output the model returns unchanged (no soft-capping, no scale)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    config = getattr(model, "config", None)
+    changes_logits = any(getattr(config, key, None) not in (None, 1.0)
+                         for key in ("final_logit_softcapping", "logit_scale", "output_multiplier_scale"))
+    return isinstance(head, torch.nn.Linear) and not changes_logits
+
+
+def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                   chunk_tokens: int = LOGPROB_CHUNK_TOKENS, temperature: float = 1.0) -> torch.Tensor:
+    """log p(token_j | tokens_<j) for j = 1..L-1, shape [B, L-1], never materialising [B, L, V] logits.
+
+    The model runs as usual (so FSDP's hooks, gradient checkpointing and autocast all apply), but its output layer is
+    replaced for the call by one that maps the hidden states to log-probs `chunk_tokens` positions at a time. With
+    gradients on, each chunk is recomputed in the backward pass (activation checkpointing), so autograd keeps only the
+    [B, L, H] hidden states, never a chunk's logits. Models whose output layer is not a plain Linear, or whose logits
+    are post-processed (soft-capping), take the unchunked path.
+    """
+    if not _chunkable(model):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float() / temperature
+        return logits.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    head = model.get_output_embeddings()
+    targets = input_ids[:, 1:].reshape(-1)
+
+    def logprob_head(hidden: torch.Tensor) -> torch.Tensor:
+        batch, length, width = hidden.shape
+        flat = hidden[:, :-1].reshape(-1, width)
+        pieces = []
+        for start in range(0, flat.shape[0], chunk_tokens):
+            args = (flat[start:start + chunk_tokens], head.weight, head.bias, targets[start:start + chunk_tokens],
+                    temperature)  # head.weight read here: under FSDP it is the gathered tensor during the forward
+            if torch.is_grad_enabled():
+                pieces.append(torch.utils.checkpoint.checkpoint(_chunk_logprobs, *args, use_reentrant=False))
+            else:
+                pieces.append(_chunk_logprobs(*args))
+        # not a view: FSDP's backward hook on the model's output would be lost by in-place ops on a view ([B, L] only)
+        return torch.cat(pieces).view(batch, length - 1).clone()
+
+    head.forward = logprob_head  # an instance attribute: same module, same parameter names, for this call only
+    try:
+        return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    finally:
+        del head.forward
+
+
+def checkpoint_layers(model: torch.nn.Module) -> None:
+    """Gradient checkpointing: each decoder layer keeps only its input and recomputes its activations in the
+    backward pass. Done here rather than with transformers' `gradient_checkpointing_enable`, which only acts in
+    train mode, so that it holds whatever mode the policy is in; under FSDP2 the layer's parameters are gathered
+    again for the recomputation by FSDP's pre-backward hook."""
+    for layer in sharding.decoder_layers(model):
+        def checkpointed(*args, _forward=layer.forward, **kwargs):
+            if not torch.is_grad_enabled():
+                return _forward(*args, **kwargs)
+            return torch.utils.checkpoint.checkpoint(_forward, *args, use_reentrant=False, **kwargs)
+
+        layer.forward = checkpointed  # an instance attribute: parameter names and state dicts are unchanged
+
+
 class Learner:
+    """Policy, frozen reference and AdamW on one process, or one rank of N (see `score.learner_group`).
+
+    With N ranks (torch.distributed initialised by the caller) both models are FSDP2-sharded and every method must be
+    called on every rank with its part of the batch: the token-mean denominator, the gradient norm and the returned
+    statistics are global, so N ranks make the same update as one rank on the whole batch.
+    """
+
     def __init__(
         self,
         model_path: str,
@@ -84,23 +155,39 @@ class Learner:
         weight_decay: float = 0.0,
         seed: int = 0,
         num_threads: int | None = None,
+        gradient_checkpointing: bool = False,
+        logprob_chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
+        sync_bucket_bytes: int = 256 << 20,
     ) -> None:
+        if logprob_chunk_tokens < 1:
+            raise ValueError(f"train.logprob_chunk_tokens: must be >= 1, got {logprob_chunk_tokens}")
         if num_threads:
             torch.set_num_threads(num_threads)
         torch.manual_seed(seed)
         # On a GPU actor (ray.learner_num_gpus > 0) Ray sets CUDA_VISIBLE_DEVICES, so "cuda" is that GPU.
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        # Parameters stay in fp32 (AdamW needs them); bfloat16 runs the forward under autocast.
+        self.rank = sharding.rank()
+        # Parameters stay in fp32 (AdamW needs them). bfloat16 runs the forward in bf16: FSDP's mixed precision on
+        # sharded GPUs, autocast otherwise.
+        fsdp_bf16 = sharding.distributed() and self.device.type == "cuda" and dtype == "bfloat16"
+        self.autocast = dtype == "bfloat16" and not fsdp_bf16
         self.policy = AutoModelForCausalLM.from_pretrained(init_from or model_path, dtype=torch.float32)
         # eval(): dropout off. Log-probs must be those of the policy that sampled (the engines run without dropout),
         # and the KL to the reference must be 0 at step 0; gradients flow in eval mode all the same.
         self.policy.to(self.device).eval()
+        if gradient_checkpointing:
+            checkpoint_layers(self.policy)
+        self.chunk = logprob_chunk_tokens
         self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(self.device).eval()
         self.reference.requires_grad_(False)
+        if sharding.distributed():
+            sharding.shard_model(self.policy, self.device, bf16_params=fsdp_bf16)
+            sharding.shard_model(self.reference, self.device, bf16_params=fsdp_bf16)
         self.tokenizer = AutoTokenizer.from_pretrained(init_from or model_path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.autocast = dtype == "bfloat16"
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=lr, weight_decay=weight_decay)
+        self.sync_bucket_bytes = sync_bucket_bytes
+        self._buckets: list[list[str]] | None = None
 
     def _amp(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
@@ -108,6 +195,12 @@ class Learner:
     def _pad(self, rows: list[list], value) -> torch.Tensor:
         width = max(len(r) for r in rows)
         return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], device=self.device)
+
+    def _clip_and_step(self, max_grad_norm: float) -> float:
+        """Clip by the global gradient norm (over every rank's shards), then one AdamW step."""
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_grad_norm)
+        self.optimizer.step()
+        return float(sharding.full_tensor(grad_norm))
 
     def train_step(
         self,
@@ -119,26 +212,38 @@ class Learner:
         max_grad_norm: float = 1.0,
         tis_cap: float = 0.0,
     ) -> dict[str, float]:
-        """One policy-gradient update on the whole batch, accumulating gradients over micro-batches."""
+        """One policy-gradient update on the whole batch, accumulating gradients over micro-batches.
+
+        With N ranks, `batch` is this rank's part; the denominator (trained tokens or samples) is the global one.
+        """
         size = len(batch.input_ids)
-        trained_tokens = sum(sum(1 for t in turns[1:] if t > 0) for turns in batch.turn_ids)
-        denominator = max(trained_tokens, 1) if loss_agg == "token_mean" else size
+        local_tokens = sum(sum(1 for t in turns[1:] if t > 0) for turns in batch.turn_ids)
+        trained_tokens, global_size = sharding.all_sum([float(local_tokens), float(size)], self.device)
+        denominator = max(trained_tokens, 1) if loss_agg == "token_mean" else global_size
         kl_weights = torch.tensor(batch.turn_kl_weights, dtype=torch.float32, device=self.device)
         sums = {"loss": 0.0, "kl_t1": 0.0, "kl_t2": 0.0, "n_t1": 0.0, "n_t2": 0.0, "mismatch": 0.0, "is_clip": 0.0}
         self.optimizer.zero_grad(set_to_none=True)
-        for start in range(0, size, micro_batch_size):
-            rows = slice(start, start + micro_batch_size)
-            input_ids = self._pad(batch.input_ids[rows], self.pad_id)
-            attention_mask = self._pad([[1] * len(r) for r in batch.input_ids[rows]], 0)
-            turn_ids = self._pad(batch.turn_ids[rows], 0)[:, 1:]
-            rollout_logp = self._pad(batch.rollout_logprobs[rows], 0.0)[:, 1:].float()
-            turn_adv = torch.tensor(batch.turn_advantages[rows], dtype=torch.float32, device=self.device)
+        starts = list(range(0, size, micro_batch_size))
+        # FSDP ranks must run the same number of forward/backward passes: a rank with fewer micro-batches runs
+        # empty ones (a padding token, nothing trained), which contribute zero gradient.
+        for index in range(sharding.all_max(len(starts), self.device)):
+            if index < len(starts):
+                rows = slice(starts[index], starts[index] + micro_batch_size)
+                ids, turns, rollout = batch.input_ids[rows], batch.turn_ids[rows], batch.rollout_logprobs[rows]
+                turn_adv = torch.tensor(batch.turn_advantages[rows], dtype=torch.float32, device=self.device)
+            else:
+                ids, turns, rollout = [[self.pad_id] * 2], [[0, 0]], [[0.0, 0.0]]
+                turn_adv = torch.zeros(1, 2, device=self.device)
+            input_ids = self._pad(ids, self.pad_id)
+            attention_mask = self._pad([[1] * len(r) for r in ids], 0)
+            turn_ids = self._pad(turns, 0)[:, 1:]
+            rollout_logp = self._pad(rollout, 0.0)[:, 1:].float()
             per_turn_w = kl_weights.expand(len(turn_adv), 2)
 
             with self._amp():
-                logp = token_logprobs(self.policy, input_ids, attention_mask)
+                logp = token_logprobs(self.policy, input_ids, attention_mask, chunk_tokens=self.chunk)
                 with torch.no_grad():
-                    ref_logp = token_logprobs(self.reference, input_ids, attention_mask)
+                    ref_logp = token_logprobs(self.reference, input_ids, attention_mask, chunk_tokens=self.chunk)
             kl = (logp.detach() - ref_logp) * (turn_ids > 0)
             advantages = token_advantages(turn_ids, turn_adv, kl, per_turn_w, kl_mode)
             is_weights = None
@@ -160,15 +265,15 @@ class Learner:
                 sums[f"n_t{turn}"] += float(mask.sum())
             sums["mismatch"] += float(((logp.detach() - rollout_logp).abs() * trained).sum())
 
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_grad_norm)
-        self.optimizer.step()
+        grad_norm = self._clip_and_step(max_grad_norm)
+        sums = dict(zip(sums, sharding.all_sum(list(sums.values()), self.device)))
         n_tokens = max(sums["n_t1"] + sums["n_t2"], 1.0)
         return {
             "loss": sums["loss"],
             "kl_t1": sums["kl_t1"] / max(sums["n_t1"], 1.0),
             "kl_t2": sums["kl_t2"] / max(sums["n_t2"], 1.0),
-            "grad_norm": float(grad_norm),  # before clipping (clip_grad_norm_ returns the unclipped norm)
-            "grad_clipped": float(float(grad_norm) > max_grad_norm),
+            "grad_norm": grad_norm,  # before clipping (clip_grad_norm_ returns the unclipped norm)
+            "grad_clipped": float(grad_norm > max_grad_norm),
             "logprob_mismatch": sums["mismatch"] / n_tokens,
             "is_clip_frac": sums["is_clip"] / n_tokens,
             "trained_tokens": float(trained_tokens),
@@ -186,58 +291,93 @@ class Learner:
         """One optimizer step on `batch` with any sequence objective (DPO, weighted SFT, ...).
 
         The loss is the objective's sum over all groups divided by the number of groups, accumulated over
-        micro-batches of whole groups; the returned stats are the objective's sums divided the same way.
+        micro-batches of whole groups; the returned stats are the objective's sums divided the same way. With N
+        ranks, `batch` is this rank's whole groups and the number of groups is the global one.
         """
-        groups = len(batch)
+        local_tokens = sum(sum(m[1:]) for m in batch.loss_mask)
+        groups, trained_tokens = sharding.all_sum([float(len(batch)), float(local_tokens)], self.device)
         if groups == 0:
             raise ValueError("train_sequences: the batch is empty")
         per_micro = max(1, micro_batch_size // batch.group_size) * batch.group_size
         sums: dict[str, float] = {"loss": 0.0}
         self.optimizer.zero_grad(set_to_none=True)
-        for start in range(0, len(batch.input_ids), per_micro):
-            rows = slice(start, start + per_micro)
-            input_ids = self._pad(batch.input_ids[rows], self.pad_id)
-            attention_mask = self._pad([[1] * len(r) for r in batch.input_ids[rows]], 0)
-            mask = self._pad(batch.loss_mask[rows], 0)[:, 1:].float()
-            values = {k: torch.tensor(v[rows], dtype=torch.float32, device=self.device) for k, v in batch.values.items()}
+        starts = list(range(0, len(batch.input_ids), per_micro))
+        for index in range(sharding.all_max(len(starts), self.device)):
+            real = index < len(starts)  # else an empty pass that keeps FSDP ranks in step (see train_step)
+            rows = slice(starts[index], starts[index] + per_micro) if real else slice(0, 0)
+            ids = batch.input_ids[rows] if real else [[self.pad_id] * 2] * batch.group_size
+            masks = batch.loss_mask[rows] if real else [[0, 0]] * batch.group_size
+            input_ids = self._pad(ids, self.pad_id)
+            attention_mask = self._pad([[1] * len(r) for r in ids], 0)
+            mask = self._pad(masks, 0)[:, 1:].float()
+            values = {k: torch.tensor(v[rows] if real else [0.0] * batch.group_size, dtype=torch.float32,
+                                      device=self.device) for k, v in batch.values.items()}
             with self._amp():
-                logp = token_logprobs(self.policy, input_ids, attention_mask)
+                logp = token_logprobs(self.policy, input_ids, attention_mask, chunk_tokens=self.chunk)
                 ref_logp = None
                 if use_reference:
                     with torch.no_grad():
-                        ref_logp = token_logprobs(self.reference, input_ids, attention_mask)
+                        ref_logp = token_logprobs(self.reference, input_ids, attention_mask, chunk_tokens=self.chunk)
             loss, stats = objective(logp, ref_logp, mask, values)
+            if not real:
+                loss, stats = loss * 0.0, {k: 0.0 for k in stats}
             (loss / groups).backward()
             sums["loss"] += float(loss.detach())
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + float(value)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_grad_norm)
-        self.optimizer.step()
-        trained_tokens = sum(sum(m[1:]) for m in batch.loss_mask)
-        return {**{k: v / groups for k, v in sums.items()}, "grad_norm": float(grad_norm),
+        grad_norm = self._clip_and_step(max_grad_norm)
+        if sharding.distributed():  # every rank knows the same stat names only after the sums are shared
+            names = sorted(sums)
+            sums = dict(zip(names, sharding.all_sum([sums[k] for k in names], self.device)))
+        return {**{k: v / groups for k, v in sums.items()}, "grad_norm": grad_norm,
                 "trained_tokens": float(trained_tokens)}
 
+    # ---- weights out: to the engines (in buckets) and to checkpoints -------------------------------------------
+
+    def weight_bucket_count(self) -> int:
+        """How many buckets `weight_bucket` streams the policy in."""
+        if self._buckets is None:
+            self._buckets = sharding.weight_buckets(self.policy, self.sync_bucket_bytes)
+        return len(self._buckets)
+
+    def weight_bucket(self, index: int) -> bytes | None:
+        """Bucket `index` of the policy as safetensors bytes (rank 0; None on the other ranks).
+
+        Every rank takes part in gathering each full tensor, so no rank ever holds more than one bucket of full
+        tensors beside its shards; the engines load bucket by bucket (`Engine.update_weights(blob, partial=True)`).
+        """
+        self.weight_bucket_count()
+        state = self.policy.state_dict()
+        full = {}
+        for name in self._buckets[index]:
+            tensor = sharding.full_tensor(state[name].detach())
+            if self.rank == 0:
+                full[name] = tensor.to("cpu").contiguous()
+        return safetensors.torch.save(full) if self.rank == 0 else None
+
     def state_blob(self) -> bytes:
-        """The policy weights as safetensors bytes, ready for `Engine.update_weights`."""
-        return safetensors.torch.save(shareable_state(self.policy))  # tied weights once: safetensors refuses aliases
+        """The policy weights as safetensors bytes, ready for `Engine.update_weights` (one bucket of everything)."""
+        buckets = sharding.weight_buckets(self.policy, self.sync_bucket_bytes)
+        self._buckets, saved = [[name for bucket in buckets for name in bucket]], self._buckets
+        try:
+            return self.weight_bucket(0)
+        finally:
+            self._buckets = saved
 
-    def connect_weight_sync(self, rollout_workers: list, backend: str, world_size: int) -> None:
-        """GPU only: join vLLM's weight-transfer group with the rollout workers (see score.engines.vllm_gpu_sync)."""
-        import socket
+    def connect_weight_sync(self, rollout_workers: list, backend: str, world_size: int, address: tuple | None = None
+                            ) -> None:
+        """GPU only: join vLLM's weight-transfer group with the rollout workers (see score.engines.vllm_gpu_sync).
 
-        import ray
-
+        Every learner rank calls this: rank 0 sends, the others take part in gathering each full tensor."""
         from score.engines.vllm_gpu_sync import RaySyncClient, connect_learner
 
-        with socket.socket() as probe:  # a free port on this node for the NCCL rendezvous
-            probe.bind(("", 0))
-            port = probe.getsockname()[1]
+        master_address, master_port = address or sharding.free_address()
         self._sender = connect_learner(self.policy, RaySyncClient(rollout_workers), backend=backend,
-                                       master_address=ray.util.get_node_ip_address(), master_port=port,
-                                       world_size=world_size)
+                                       master_address=master_address, master_port=master_port,
+                                       world_size=world_size, rank=self.rank)
 
     def send_weights(self) -> None:
-        """GPU only: push the current policy to every engine over NCCL/IPC."""
+        """GPU only: push the current policy to every engine over NCCL/IPC (all ranks gather, rank 0 sends)."""
         self._sender.send_weights()
 
     @torch.no_grad()
@@ -245,42 +385,24 @@ class Learner:
         out = []
         for seq in sequences:
             ids = torch.tensor([seq], device=self.device)
-            out.append(token_logprobs(self.policy, ids, torch.ones_like(ids))[0].tolist())
+            out.append(token_logprobs(self.policy, ids, torch.ones_like(ids), chunk_tokens=self.chunk)[0].tolist())
         return out
 
     def parameter_checksums(self) -> dict[str, float]:
         """Sum of |w| over each model's parameters: cheap evidence of what changed."""
         def total(model: torch.nn.Module) -> float:
-            return float(sum(p.detach().abs().sum() for p in model.parameters()))
+            return float(sum(sharding.local(p.detach()).abs().sum() for p in model.parameters()))
 
-        return {"policy": total(self.policy), "reference": total(self.reference)}
+        policy, reference = sharding.all_sum([total(self.policy), total(self.reference)], self.device)
+        return {"policy": policy, "reference": reference}
 
     def save(self, directory: str, *, with_optimizer: bool) -> None:
-        """Hugging Face folder (model + tokenizer); with_optimizer adds what a resumed run needs."""
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        self.policy.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-        if with_optimizer:
-            torch.save(
-                {
-                    "optimizer": self.optimizer.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "numpy_rng": np.random.get_state(),
-                    "python_rng": random.getstate(),
-                },
-                path / "learner_state.pt",
-            )
+        """A Hugging Face folder (model + tokenizer), written by rank 0 from the gathered weights; with_optimizer adds
+        what a resumed run needs: the optimizer, sharded (torch.distributed.checkpoint, any rank count can read it),
+        and every rank's RNG state."""
+        checkpoints.save(self, Path(directory), with_optimizer=with_optimizer)
 
     def load(self, directory: str) -> None:
-        """Restore policy weights, optimizer and RNG from a checkpoint written by `save(with_optimizer=True)`."""
-        path = Path(directory)
-        state: dict[str, torch.Tensor] = {}
-        for shard in sorted(path.glob("model*.safetensors")):  # one file, or shards of a large model
-            state.update(safetensors.torch.load_file(str(shard)))
-        load_shareable_state(self.policy, state)  # save_pretrained stores tied weights once
-        extra = torch.load(path / "learner_state.pt", weights_only=False, map_location=self.device)
-        self.optimizer.load_state_dict(extra["optimizer"])
-        torch.set_rng_state(extra["torch_rng"].cpu())
-        np.random.set_state(extra["numpy_rng"])
-        random.setstate(extra["python_rng"])
+        """Restore policy weights, optimizer and RNG from a checkpoint written by `save(with_optimizer=True)` with any
+        number of ranks."""
+        checkpoints.load(self, Path(directory))

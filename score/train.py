@@ -26,6 +26,7 @@ from score.actors import RewardPool, RolloutGroup, connect_gpu_weight_sync, star
 from score.config import Config, ConfigError, to_yaml
 from score.engines import SamplingParams, fallback_notice, resolve_engine_kind
 from score.learner import Batch
+from score.learner_group import LearnerGroup
 from score.logger import MetricsLogger
 from score.metrics import self_correction_metrics
 from score.objectives import kl_weights, per_turn_rewards, subtract_baseline
@@ -96,7 +97,8 @@ def init_ray(cfg: Config) -> None:
         ray.init(address=cfg.ray.address)
         return
     # A local cluster gets enough logical CPUs for every actor, even on a 2-core laptop (they mostly take turns).
-    needed = cfg.ray.learner_num_cpus + cfg.rollout.num_engines * cfg.rollout.num_cpus + 0.5 * cfg.ray.num_reward_workers
+    needed = (cfg.ray.learner_num_cpus * cfg.learner.num_ranks + cfg.rollout.num_engines * cfg.rollout.num_cpus
+              + 0.5 * cfg.ray.num_reward_workers)
     pythonpath = os.pathsep.join([os.getcwd(), *filter(None, [os.environ.get("PYTHONPATH")])])
     env_vars = {"PYTHONPATH": pythonpath, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}  # no per-actor loading bars
     # address="local": a new cluster even where `ray start` left one running on this machine (that is ray.address)
@@ -118,9 +120,7 @@ def train(cfg: Config) -> Path:
     renderer = ChatRenderer(AutoTokenizer.from_pretrained(policy_path))
 
     init_ray(cfg)
-    learner = start_learner(cfg.ray.learner_num_cpus, cfg.ray.learner_num_gpus, model_path=cfg.model.path,
-                            init_from=cfg.init_from, dtype=cfg.model.dtype, lr=cfg.train.lr,
-                            weight_decay=cfg.train.weight_decay, seed=cfg.seed)
+    learner = start_learner(cfg, model_path=cfg.model.path, init_from=cfg.init_from, seed=cfg.seed)
     engine_kwargs = dict(cfg.rollout.engine_kwargs)
     if cfg.rollout.weight_sync != "blob":
         engine_kwargs["weight_transfer_backend"] = cfg.rollout.weight_sync
@@ -144,12 +144,12 @@ def train(cfg: Config) -> Path:
     resumed = latest_checkpoint(out) if cfg.resume else None
     if resumed:
         start, path = resumed
-        ray.get(learner.load.remote(str(path)))
+        learner.load(str(path))
         push_weights(cfg, engines, learner)
         console.print(f"resumed from {path} at step {start}")
     held_out = env.load(cfg.eval.split)[: cfg.eval.limit] if cfg.eval.every else []
     probe = None  # a fixed sequence whose log-probs must agree between learner and engines after every sync
-    start_checksums = ray.get(learner.parameter_checksums.remote())
+    start_checksums = learner.parameter_checksums()
     logger = MetricsLogger(out, resume_from_step=start, tensorboard=bool(cfg.log.get("tensorboard", True)),
                            wandb_project=cfg.log.get("wandb_project"), run_config=dataclasses.asdict(cfg))
     clipped: list[float] = []  # per step: was the gradient clipped (how train.max_grad_norm is chosen)
@@ -170,11 +170,12 @@ def train(cfg: Config) -> Path:
                 if done == cfg.train.steps or (cfg.train.save_every and done % cfg.train.save_every == 0):
                     save_checkpoint(out, done, learner)
         final = out / "final"
-        ray.get(learner.save.remote(str(final), with_optimizer=False))
-        end_checksums = ray.get(learner.parameter_checksums.remote())
+        learner.save(str(final), with_optimizer=False)
+        end_checksums = learner.parameter_checksums()
         summary = {"start": start_checksums, "end": end_checksums, "steps": cfg.train.steps,
                    "grad_clip_fraction": float(np.mean(clipped)) if clipped else None,
-                   "rollout_workers": engines.placement(), "engine": engine, "feedback": env.feedback_kind}
+                   "rollout_workers": engines.placement(), "engine": engine, "feedback": env.feedback_kind,
+                   "learner_ranks": learner.placement()}
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         console.print(f"stage {cfg.stage} done: final policy in {final}")
         return final
@@ -182,7 +183,7 @@ def train(cfg: Config) -> Path:
         logger.close()
         engines.shutdown()
         scorer.shutdown()
-        ray.kill(learner)
+        learner.shutdown()
 
 
 def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: ChatRenderer,
@@ -198,9 +199,9 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
     assign_rewards(trajectories, scorer.score)
     t2 = timer()
     batch, shaped = make_batch(trajectories, cfg)
-    stats = ray.get(learner.train_step.remote(
-        batch, kl_mode=cfg.algo.kl_mode, loss_agg=cfg.algo.loss_agg, micro_batch_size=cfg.train.micro_batch_size,
-        max_grad_norm=cfg.train.max_grad_norm, tis_cap=cfg.algo.tis_cap))
+    stats = learner.train_step(batch, kl_mode=cfg.algo.kl_mode, loss_agg=cfg.algo.loss_agg,
+                               micro_batch_size=cfg.train.micro_batch_size, max_grad_norm=cfg.train.max_grad_norm,
+                               tis_cap=cfg.algo.tis_cap)
     t3 = timer()
     push_weights(cfg, engines, learner)
     t4 = timer()
@@ -226,12 +227,13 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
     }, trajectories
 
 
-def push_weights(cfg: Config, engines: RolloutGroup, learner) -> None:
-    """Learner -> every engine, in place: a safetensors blob through Ray's object store, or NCCL/IPC on GPUs."""
+def push_weights(cfg: Config, engines: RolloutGroup, learner: LearnerGroup) -> None:
+    """Learner -> every engine, in place: safetensors buckets through Ray's object store, or NCCL/IPC on GPUs.
+    Either way every learner rank gathers the full tensors together, a bucket (or a tensor) at a time."""
     if cfg.rollout.weight_sync == "blob":
-        engines.update_weights(learner.state_blob.remote())
+        engines.update_weights(learner.weight_buckets)
     else:
-        engines.pushed_weights(learner.send_weights.remote())
+        engines.pushed_weights(learner.send_weights)
 
 
 def evaluate_held_out(cfg: Config, problems: list[Problem], env, renderer: ChatRenderer, engines: RolloutGroup,
@@ -249,14 +251,14 @@ def evaluate_held_out(cfg: Config, problems: list[Problem], env, renderer: ChatR
 def sync_check(sequence: list[int], engines: RolloutGroup, learner) -> float:
     """Largest |log p_engine - log p_learner| over a fixed sequence and every engine: shows that each engine runs
     the learner's weights."""
-    learner_lp = np.array(ray.get(learner.sequence_logprobs.remote([sequence]))[0])
+    learner_lp = np.array(learner.sequence_logprobs([sequence])[0])
     return max(float(np.max(np.abs(np.array(lp[0]) - learner_lp))) for lp in engines.sequence_logprobs([sequence]))
 
 
 def save_checkpoint(out: Path, step: int, learner, **state: int) -> None:
     """OUTPUT_DIR/checkpoints/step_N: policy, optimizer, RNG; trainer_state.json ({"step": N, **state}) last."""
     path = out / "checkpoints" / f"step_{step}"
-    ray.get(learner.save.remote(str(path), with_optimizer=True))
+    learner.save(str(path), with_optimizer=True)
     (path / "trainer_state.json").write_text(json.dumps({"step": step, **state}))
 
 

@@ -39,8 +39,10 @@ class Engine(Protocol):
         """Sample one completion per prompt, in order. Deterministic for a given seed and weights."""
         ...
 
-    def update_weights(self, blob: bytes) -> None:
-        """Replace the weights in place with a `safetensors.torch.save(state_dict)` blob (HF parameter names)."""
+    def update_weights(self, blob: bytes, partial: bool = False) -> None:
+        """Replace the weights in place with a `safetensors.torch.save(state_dict)` blob (HF parameter names).
+
+        partial: the blob is one bucket of a stream (whole decoder layers); the other weights stay as they are."""
         ...
 
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:

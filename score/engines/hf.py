@@ -75,9 +75,14 @@ class HFEngine:
             )
         return completions
 
-    def update_weights(self, blob: bytes) -> None:
+    def update_weights(self, blob: bytes, partial: bool = False) -> None:
         state = safetensors.torch.load(blob)
-        load_shareable_state(self.model, state)  # a tied output layer arrives once, under the embedding's name
+        if partial:  # one bucket of a stream: only names the model has
+            unexpected = self.model.load_state_dict(state, strict=False).unexpected_keys
+            if unexpected:
+                raise ValueError(f"update_weights: names not in the model: {unexpected[:5]}")
+        else:
+            load_shareable_state(self.model, state)  # a tied output layer arrives once, under the embedding's name
 
     @torch.no_grad()
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:

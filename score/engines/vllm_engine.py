@@ -35,12 +35,23 @@ from score.engines.base import Completion, SamplingParams
 _DTYPES = ("float32", "bfloat16", "float16")
 
 
-def _reload_weights_in_worker(worker, blob: bytes) -> None:
+def _reload_weights_in_worker(worker, blob: bytes, partial: bool = False) -> None:
     """Runs inside each vLLM worker process (`collective_rpc` passes the worker first): load the blob in place."""
+    import logging
+
     import safetensors.torch
 
     state = safetensors.torch.load(blob)
-    worker.model_runner.reload_weights(weights_iterator=iter(state.items()))
+    # A bucket leaves most layers out; vLLM keeps those as they are but warns once per layer that it loaded nothing.
+    quiet = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise") if partial else None
+    level = quiet.level if quiet else None
+    if quiet:
+        quiet.setLevel(logging.ERROR)
+    try:
+        worker.model_runner.reload_weights(weights_iterator=iter(state.items()))
+    finally:
+        if quiet:
+            quiet.setLevel(level)
     _refresh_tied_layers(worker.model_runner.get_model())
 
 
@@ -196,13 +207,15 @@ class VLLMEngine:
             completions.append(Completion(token_ids=ids, logprobs=logprobs, finished=sample.finish_reason == "stop"))
         return completions
 
-    def update_weights(self, blob: bytes) -> None:
+    def update_weights(self, blob: bytes, partial: bool = False) -> None:
         """Load a `safetensors.torch.save(state_dict)` blob into every worker in place, then drop stale KV.
 
         Keys are Hugging Face parameter names. Send tensors in the engine's dtype to move fewer bytes; a model with
         tied embeddings sends the shared tensor once, under the embedding's name (`score.weights.shareable_state`).
+        partial: one bucket of a stream; it must hold whole decoder layers (vLLM reloads fused qkv / gate_up
+        parameters layer by layer), the layers it leaves out keep their weights.
         """
-        self.llm.collective_rpc(_reload_weights_in_worker, args=(blob,))
+        self.llm.collective_rpc(_reload_weights_in_worker, args=(blob, partial))
         self.llm.reset_prefix_cache()
 
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:

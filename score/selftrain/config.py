@@ -13,6 +13,7 @@ from score.config import (
     ConfigError,
     EnvConfig,
     EvalConfig,
+    LearnerConfig,
     ModelConfig,
     OptimizerConfig,
     RayConfig,
@@ -90,6 +91,7 @@ class SelfTrainConfig:
     iwsi: IwsiConfig = field(default_factory=IwsiConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
     log: dict[str, Any] = field(default_factory=lambda: {"tensorboard": True, "wandb_project": None})
 
 

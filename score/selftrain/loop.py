@@ -25,7 +25,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import ray
 from rich.console import Console
 from transformers import AutoTokenizer
 
@@ -102,14 +101,12 @@ def run(cfg: SelfTrainConfig) -> Path:
                                     status="")
             for r in range(start_round, cfg.rounds):
                 round_model = first_model if r == 0 else str(_round_dir(out, r - 1) / "model")
-                learner = start_learner(cfg.ray.learner_num_cpus, cfg.ray.learner_num_gpus,
-                                        model_path=method.reference(round_model, cfg.model.path),
-                                        init_from=round_model, dtype=cfg.model.dtype, lr=cfg.train.lr,
-                                        weight_decay=cfg.train.weight_decay, seed=cfg.seed + r)
+                learner = start_learner(cfg, model_path=method.reference(round_model, cfg.model.path),
+                                        init_from=round_model, seed=cfg.seed + r)
                 try:
                     first_step = start_step if r == start_round else 0
                     if r == start_round and checkpoint is not None:
-                        ray.get(learner.load.remote(str(checkpoint)))
+                        learner.load(str(checkpoint))
                     if r == start_round and cfg.resume and (r > 0 or checkpoint is not None):
                         push_weights(cfg, engines, learner)  # the engines started from the first model
                     problems = [unlabelled[int(order[(r * cfg.problems_per_round + i) % len(unlabelled)])]
@@ -137,7 +134,7 @@ def run(cfg: SelfTrainConfig) -> Path:
                         elif cfg.train.save_every and metrics["step"] % cfg.train.save_every == 0:
                             save_checkpoint(out, metrics["step"], learner, round=r)
                 finally:
-                    ray.kill(learner)
+                    learner.shutdown()
         if final.exists():
             shutil.rmtree(final)
         shutil.copytree(_round_dir(out, cfg.rounds - 1) / "model", final)
@@ -169,7 +166,7 @@ def _round_data(cfg: SelfTrainConfig, r: int, out: Path, problems: list[Problem]
                             seed=cfg.seed * 1_000_003 + r)
     groups = sample_answers(problems, env, renderer, engines.generate, k=cfg.rollout.n, params=params)
     t1 = timer()
-    context = SimpleNamespace(mean_nll=learner_mean_nll(lambda seqs: ray.get(learner.sequence_logprobs.remote(seqs))))
+    context = SimpleNamespace(mean_nll=learner_mean_nll(learner.sequence_logprobs))
     data, pseudo_labelled, stats = method.round_data(groups, context)
     t2 = timer()
     if len(data) == 0:
@@ -204,17 +201,15 @@ def _train_step(cfg: SelfTrainConfig, r: int, s: int, data: SequenceBatch, metho
     """One optimizer step on a batch of whole groups (pairs or samples), drawn epoch by epoch from the round's data."""
     groups = step_problems(list(range(len(data))), s, min(cfg.train.batch_size, len(data)), cfg.seed * 1000 + r)
     start = time.perf_counter()
-    stats = ray.get(learner.train_sequences.remote(data.take(groups), method.objective,
-                                                   use_reference=method.uses_reference,
-                                                   micro_batch_size=cfg.train.micro_batch_size,
-                                                   max_grad_norm=cfg.train.max_grad_norm))
+    stats = learner.train_sequences(data.take(groups), method.objective, use_reference=method.uses_reference,
+                                    micro_batch_size=cfg.train.micro_batch_size, max_grad_norm=cfg.train.max_grad_norm)
     return {"step": r * cfg.train.steps + s + 1, "round": r + 1, **stats, "batch_groups": float(len(groups)),
             "time_update": time.perf_counter() - start}
 
 
 def _save_round_model(out: Path, r: int, learner) -> None:
     folder = _round_dir(out, r)
-    ray.get(learner.save.remote(str(folder / "model"), with_optimizer=False))
+    learner.save(str(folder / "model"), with_optimizer=False)
     (folder / "done.json").write_text(json.dumps({"round": r + 1}))  # last: the round is complete
 
 

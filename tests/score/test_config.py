@@ -31,6 +31,10 @@ def test_yaml_then_overrides(cfg_file):
         (["model.path=/no/such/model"], "model.path"),
         (["init_from=/no/such/model"], "init_from"),
         (["algo.alpha"], "key=value"),
+        (["learner.num_ranks=0"], "learner.num_ranks"),
+        (["learner.placement=pack"], "learner.placement"),
+        (["learner.sync_bucket_mb=0"], "learner.sync_bucket_mb"),
+        (["train.logprob_chunk_tokens=0"], "train.logprob_chunk_tokens"),
         # sampling the learner does not score: off-policy updates without a word, so refused at start
         (["rollout.temperature=0.7"], "rollout.temperature"),
         (["rollout.temperature=0"], "rollout.temperature"),

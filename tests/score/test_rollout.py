@@ -118,7 +118,7 @@ def test_feedback_replaces_the_instruction_and_is_never_trained(renderer):
     for t, second_prompt in zip(trajectories, engine.calls[1]):
         told = f"You wrote '5'; the answer is {t.problem.reference}."
         assert t.instruction == told
-        assert second_prompt == t.prompt_ids + t.y1.token_ids + renderer.between_turns(told, True)
+        assert second_prompt == t.prompt_ids + t.y1.token_ids + renderer.between_turns(told, t.y1.token_ids)
         conversation = env.messages(t.problem, ["5"], [told]) + [{"role": "assistant", "content": "6"}]
         assert tok.decode(t.input_ids) + "\n" == tok.apply_chat_template(conversation, tokenize=False)
         turns = t.turn_ids
