@@ -20,6 +20,7 @@ BUILTIN: dict[str, str] = {
     "humaneval": "envs.code_env:HumanEvalEnv",
     "mbpp": "envs.code_env:MBPPEnv",
     "reasoning_gym": "envs.reasoning_gym_env:ReasoningGymEnv",
+    "word_problems": "envs.word_problems:WordProblemsEnv",
 }
 
 
