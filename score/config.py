@@ -80,8 +80,10 @@ class AlgoConfig:
     tis_cap: float = 0.0
     """Truncated importance sampling cap for rollout/learner log-prob mismatch; 0 disables it."""
     truncated: str = "zero"
-    """An attempt that hit rollout.max_new_tokens: 'zero' (its task reward is 0, whatever the text scored) or 'mask'
-    (its tokens are left out of the loss and the KL). Either way a cut-off answer never earns reward 1."""
+    """An attempt that hit rollout.max_new_tokens: 'zero' (its task reward is 0, whatever the text scored), 'mask'
+    (its tokens are left out of the loss and the KL), or 'score' (rewarded as scored: only for tasks whose answers
+    cannot run past the limit, or models that never end a turn, like the tests' random ones; a cut-off text can then
+    earn reward 1)."""
 
 
 @dataclass
@@ -185,7 +187,7 @@ _CHOICES = {
     "algo.kl_mode": ("reward", "loss"),
     "algo.baseline": ("rloo", "mean", "none"),
     "algo.loss_agg": ("token_mean", "seq_mean"),
-    "algo.truncated": ("zero", "mask"),
+    "algo.truncated": ("zero", "mask", "score"),
     "model.dtype": ("float32", "bfloat16"),
     "learner.placement": ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
 }

@@ -56,7 +56,7 @@ def make_batch(trajectories: list[Trajectory], cfg: Config) -> tuple[Batch, torc
     turn_ids = [t.turn_ids for t in trajectories]
     if cfg.algo.truncated == "zero":  # a cut-off attempt earns nothing, even if its partial text scored
         r1, r2 = r1.masked_fill(cut1, 0.0), r2.masked_fill(cut2, 0.0)
-    else:  # "mask": a cut-off attempt's tokens take no part in the loss or the KL
+    elif cfg.algo.truncated == "mask":  # a cut-off attempt's tokens take no part in the loss or the KL
         turn_ids = [[0 if (k == 1 and c1) or (k == 2 and c2) else k for k in ids]
                     for ids, c1, c2 in zip(turn_ids, cut1.tolist(), cut2.tolist())]
     rewards = per_turn_rewards(r1, r2, stage=cfg.stage, alpha=cfg.algo.alpha)

@@ -80,5 +80,11 @@ def test_every_launch_config_loads(path, tiny_model_path):
         cfg = load_selftrain_config(path, [f"model.path={tiny_model_path}", "init_from=null"])
         assert cfg.method in ("scpo", "iwsi")
         return
+    if "verifier" in yaml.safe_load(path.read_text()):  # `score verifier data|train` recipes
+        from score.verifiers.config import load_verifier_config
+
+        cfg = load_verifier_config(path, [f"model.path={tiny_model_path}"])
+        assert cfg.verifier.kind in ("orm", "prm", "simpo")
+        return
     cfg = load_config(path, [f"model.path={tiny_model_path}", "init_from=null"])
     assert cfg.stage in (1, 2)

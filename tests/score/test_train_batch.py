@@ -42,6 +42,12 @@ def test_truncated_attempts_masked_out_of_the_loss(trajectories, tiny_model_path
     assert batch.turn_ids[2] == [0, 0, 1, 1, 0, 2, 2, 2]
 
 
+def test_truncated_attempts_scored_as_they_are(trajectories, tiny_model_path):
+    batch, rewards = make_batch(trajectories, _cfg(tiny_model_path, "score"))
+    assert rewards.tolist() == [[1.0, 1.0], [1.0, 1.0], [0.0, 11.0]]  # rewards as scored, cut or not
+    assert batch.turn_ids == [t.turn_ids for t in trajectories]
+
+
 def test_unknown_mode_is_refused(tiny_model_path):
     with pytest.raises(ValueError, match="algo.truncated"):
         load_config(None, [f"model.path={tiny_model_path}", "algo.truncated=drop"])
