@@ -121,37 +121,44 @@ def train(cfg: Config) -> Path:
 
     init_ray(cfg)
     learner = start_learner(cfg, model_path=cfg.model.path, init_from=cfg.init_from, seed=cfg.seed)
-    engine_kwargs = dict(cfg.rollout.engine_kwargs)
-    if cfg.rollout.weight_sync != "blob":
-        engine_kwargs["weight_transfer_backend"] = cfg.rollout.weight_sync
-    resolve_engine_kind(cfg.rollout.engine)  # an engine that is not installed fails here, before any actor starts
-    # Each worker resolves `auto` itself: vLLM, or the transformers engine where vLLM refuses the model.
-    engines = RolloutGroup(cfg.rollout.engine, policy_path, engine_kwargs,
-                           num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
-                           num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
-    engine, refusal = engines.engine_info()
-    if refusal:
-        console.print(fallback_notice(refusal), markup=False, highlight=False, soft_wrap=True)
+    engines = scorer = None
+    try:  # a start that fails (an engine refused, a bad checkpoint) must not leave actors holding the cluster's CPUs
+        engine_kwargs = dict(cfg.rollout.engine_kwargs)
         if cfg.rollout.weight_sync != "blob":
-            raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs vLLM, which refused the model; "
-                              "set rollout.weight_sync=blob")
-    scorer = RewardPool(cfg.env.name, env_kwargs, num_workers=cfg.ray.num_reward_workers)
-    if cfg.rollout.weight_sync != "blob":
-        connect_gpu_weight_sync(learner, engines, cfg.rollout.weight_sync,
-                                int(engine_kwargs.get("tensor_parallel_size", 1)))
+            engine_kwargs["weight_transfer_backend"] = cfg.rollout.weight_sync
+        resolve_engine_kind(cfg.rollout.engine)  # an engine that is not installed fails here, before any actor starts
+        # Each worker resolves `auto` itself: vLLM, or the transformers engine where vLLM refuses the model.
+        engines = RolloutGroup(cfg.rollout.engine, policy_path, engine_kwargs,
+                               num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
+                               num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
+        engine, refusal = engines.engine_info()
+        if refusal:
+            console.print(fallback_notice(refusal), markup=False, highlight=False, soft_wrap=True)
+            if cfg.rollout.weight_sync != "blob":
+                raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs vLLM, which refused the "
+                                  "model; set rollout.weight_sync=blob")
+        scorer = RewardPool(cfg.env.name, env_kwargs, num_workers=cfg.ray.num_reward_workers)
+        if cfg.rollout.weight_sync != "blob":
+            connect_gpu_weight_sync(learner, engines, cfg.rollout.weight_sync,
+                                    int(engine_kwargs.get("tensor_parallel_size", 1)))
 
-    start = 0
-    resumed = latest_checkpoint(out) if cfg.resume else None
-    if resumed:
-        start, path = resumed
-        learner.load(str(path))
-        push_weights(cfg, engines, learner)
-        console.print(f"resumed from {path} at step {start}")
-    held_out = env.load(cfg.eval.split)[: cfg.eval.limit] if cfg.eval.every else []
-    probe = None  # a fixed sequence whose log-probs must agree between learner and engines after every sync
-    start_checksums = learner.parameter_checksums()
-    logger = MetricsLogger(out, resume_from_step=start, tensorboard=bool(cfg.log.get("tensorboard", True)),
-                           wandb_project=cfg.log.get("wandb_project"), run_config=dataclasses.asdict(cfg))
+        start = 0
+        resumed = latest_checkpoint(out) if cfg.resume else None
+        if resumed:
+            start, path = resumed
+            learner.load(str(path))
+            push_weights(cfg, engines, learner)
+            console.print(f"resumed from {path} at step {start}")
+        held_out = env.load(cfg.eval.split)[: cfg.eval.limit] if cfg.eval.every else []
+        probe = None  # a fixed sequence whose log-probs must agree between learner and engines after every sync
+        start_checksums = learner.parameter_checksums()
+        logger = MetricsLogger(out, resume_from_step=start, tensorboard=bool(cfg.log.get("tensorboard", True)),
+                               wandb_project=cfg.log.get("wandb_project"), run_config=dataclasses.asdict(cfg))
+    except BaseException:
+        for started in (scorer, engines, learner):
+            if started is not None:
+                started.shutdown()
+        raise
     clipped: list[float] = []  # per step: was the gradient clipped (how train.max_grad_norm is chosen)
     try:
         with progress_bar() as progress:

@@ -5,7 +5,6 @@ The environment (`FeedbackDigitEnv`, a plug-in installed for the session) quotes
 
 import json
 
-import ray
 from transformers import AutoTokenizer
 
 from envs import make_env
@@ -32,8 +31,7 @@ def test_feedback_reaches_the_engine_and_is_never_trained(ray_cluster, tiny_mode
     renderer = ChatRenderer(AutoTokenizer.from_pretrained(tiny_model_path))
     engines = RolloutGroup("hf", str(tiny_model_path), {}, num_engines=1, num_cpus=1, num_gpus=0, timeout_s=600)
     scorer = RewardPool(ENV, {}, num_workers=1)
-    learner = start_learner(1, 0, model_path=str(tiny_model_path), init_from=None, dtype="float32", lr=0.01,
-                            weight_decay=0.0, seed=0)
+    learner = start_learner(cfg, model_path=str(tiny_model_path), init_from=None, seed=0)
     try:
         params = SamplingParams(temperature=1.0, max_new_tokens=6, seed=5)
         trajectories = two_attempt_rollout(env.load("train")[:3], env, renderer, engines.generate, n=2,
@@ -49,14 +47,14 @@ def test_feedback_reaches_the_engine_and_is_never_trained(ray_cluster, tiny_mode
                              + [2] * len(t.y2.token_ids))
             start = len(t.prompt_ids) + len(t.y1.token_ids)
             assert told in renderer.tokenizer.decode(ids[start : start + len(between)])
-        stats = ray.get(learner.train_step.remote(batch, kl_mode="reward", micro_batch_size=4))
+        stats = learner.train_step(batch, kl_mode="reward", micro_batch_size=4)
         assert stats["trained_tokens"] == sum(len(t.y1.token_ids) + len(t.y2.token_ids) for t in trajectories)
         # the learner's log-probs of attempt 2, after the feedback ids, are the engine's: it sampled after them too
         assert stats["logprob_mismatch"] < 1e-3
     finally:
         engines.shutdown()
         scorer.shutdown()
-        ray.kill(learner)
+        learner.shutdown()
 
 
 def test_score_train_with_feedback_names_it(ray_cluster, tiny_model_path, tmp_path):
