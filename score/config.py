@@ -181,16 +181,35 @@ class ConfigError(ValueError):
     """A configuration problem, with the key that causes it and how to fix it."""
 
 
-_CHOICES = {
+_SHARED_CHOICES = {
     "rollout.engine": ("auto", "vllm", "hf"),
     "rollout.weight_sync": ("blob", "nccl", "ipc"),
+    "model.dtype": ("float32", "bfloat16"),
+    "learner.placement": ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
+}
+_ALGO_CHOICES = {
     "algo.kl_mode": ("reward", "loss"),
     "algo.baseline": ("rloo", "mean", "none"),
     "algo.loss_agg": ("token_mean", "seq_mean"),
     "algo.truncated": ("zero", "mask", "score"),
-    "model.dtype": ("float32", "bfloat16"),
-    "learner.placement": ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
 }
+
+
+def check_choices(cfg: Any, choices: dict[str, tuple[str, ...]]) -> None:
+    """Each dotted key of `cfg` (e.g. "data.steps.split") holds one of its allowed values."""
+    for key, allowed in choices.items():
+        value = cfg
+        for name in key.split("."):
+            value = getattr(value, name)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def check_positive(values: dict[str, int]) -> None:
+    """Each count (keyed by its config key) is at least 1."""
+    for key, value in values.items():
+        if value < 1:
+            raise ConfigError(f"{key}: must be >= 1, got {value}")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -223,16 +242,10 @@ def merge_config(schema: type[T], path: str | Path | None, overrides: list[str] 
 def validate(cfg: Config) -> None:
     """Checks that types alone cannot express. Paths are checked here so that a typo fails before Ray starts."""
     validate_shared(cfg)
-    for key, allowed in _CHOICES.items():
-        if key.startswith("algo."):
-            value = getattr(cfg.algo, key.split(".")[1])
-            if value not in allowed:
-                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    check_choices(cfg, _ALGO_CHOICES)
     if cfg.stage not in (1, 2):
         raise ConfigError(f"stage: {cfg.stage!r} must be 1 or 2")
-    for key, value in (("rollout.n", cfg.rollout.n), ("train.prompts_per_step", cfg.train.prompts_per_step)):
-        if value < 1:
-            raise ConfigError(f"{key}: must be >= 1, got {value}")
+    check_positive({"rollout.n": cfg.rollout.n, "train.prompts_per_step": cfg.train.prompts_per_step})
     if cfg.algo.baseline == "rloo" and cfg.rollout.n < 2:
         raise ConfigError("algo.baseline=rloo needs rollout.n >= 2 (or set algo.baseline=mean or none)")
     for key in ("alpha", "beta1", "beta2", "tis_cap"):
@@ -251,29 +264,20 @@ def validate(cfg: Config) -> None:
 
 def validate_shared(cfg: Any) -> None:
     """The checks of the sections every training command shares: model, init_from, rollout, train, ray."""
-    for key, allowed in _CHOICES.items():
-        section, name = key.split(".")
-        if section == "algo":
-            continue
-        value = getattr(getattr(cfg, section), name)
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    check_choices(cfg, _SHARED_CHOICES)
     if cfg.model.path == "???":
         raise ConfigError("model.path is required: a Hugging Face model folder (the base and reference model)")
     for key, value in (("model.path", cfg.model.path), ("init_from", cfg.init_from)):
         if value is not None and not (Path(value) / "config.json").is_file():
             raise ConfigError(f"{key}: {value!r} is not a model folder (no config.json there); check the path")
-    positive = {
+    check_positive({
         "rollout.num_engines": cfg.rollout.num_engines,
         "rollout.max_new_tokens": cfg.rollout.max_new_tokens,
         "train.micro_batch_size": cfg.train.micro_batch_size,
         "train.logprob_chunk_tokens": cfg.train.logprob_chunk_tokens,
         "ray.num_reward_workers": cfg.ray.num_reward_workers,
         "learner.num_ranks": cfg.learner.num_ranks,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{key}: must be >= 1, got {value}")
+    })
     if cfg.rollout.weight_sync != "blob" and cfg.rollout.engine == "hf":
         raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs rollout.engine=vllm (GPU)")
     if cfg.rollout.temperature < 0:

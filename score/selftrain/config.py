@@ -18,6 +18,8 @@ from score.config import (
     OptimizerConfig,
     RayConfig,
     RolloutConfig,
+    check_choices,
+    check_positive,
     merge_config,
     validate_shared,
 )
@@ -116,11 +118,8 @@ def _sets_method(path: str | Path | None, overrides: list[str] | tuple[str, ...]
 
 def validate_selftrain(cfg: SelfTrainConfig) -> None:
     validate_shared(cfg)
-    choices = {"method": (cfg.method, ("scpo", "iwsi")), "scpo.reference": (cfg.scpo.reference, ("round", "base")),
-               "iwsi.filter": (cfg.iwsi.filter, ("ds", "majority", "entropy", "none"))}
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    check_choices(cfg, {"method": ("scpo", "iwsi"), "scpo.reference": ("round", "base"),
+                        "iwsi.filter": ("ds", "majority", "entropy", "none")})
     if cfg.rollout.weight_sync != "blob":
         raise ConfigError("rollout.weight_sync: self-training starts a new learner every round, which the GPU "
                           "weight-transfer group does not follow yet; use blob")
@@ -128,11 +127,9 @@ def validate_selftrain(cfg: SelfTrainConfig) -> None:
         raise ConfigError(f"rollout.n: voting needs at least 2 answers per problem, got {cfg.rollout.n}")
     if cfg.rollout.temperature <= 0:
         raise ConfigError("rollout.temperature: must be > 0; greedy answers all agree, so votes carry no signal")
-    positive = {"rounds": cfg.rounds, "problems_per_round": cfg.problems_per_round, "train.steps": cfg.train.steps,
-                "train.batch_size": cfg.train.batch_size, "iwsi.valid_size": cfg.iwsi.valid_size}
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{key}: must be >= 1, got {value}")
+    check_positive({"rounds": cfg.rounds, "problems_per_round": cfg.problems_per_round,
+                    "train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
+                    "iwsi.valid_size": cfg.iwsi.valid_size})
     fractions = {"scpo.vote_threshold": cfg.scpo.vote_threshold, "iwsi.keep_percentile": cfg.iwsi.keep_percentile,
                  "iwsi.entropy_max": cfg.iwsi.entropy_max}
     for key, value in fractions.items():

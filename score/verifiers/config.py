@@ -20,6 +20,8 @@ from score.config import (
     OptimizerConfig,
     RayConfig,
     RolloutConfig,
+    check_choices,
+    check_positive,
     merge_config,
     validate_shared,
 )
@@ -160,22 +162,14 @@ def load_verifier_config(path: str | Path | None, overrides: list[str] | tuple[s
 
 def validate_verifier(cfg: VerifierConfig) -> None:
     validate_shared(cfg)
-    for key, allowed in _CHOICES.items():
-        section, *names = key.split(".")
-        value = getattr(cfg, section)
-        for name in names:
-            value = getattr(value, name)
-        if value not in allowed:
-            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    check_choices(cfg, _CHOICES)
     for model in cfg.data.models:
         if not (Path(model) / "config.json").is_file():
             raise ConfigError(f"data.models: {model!r} is not a model folder (no config.json there); check the path")
-    positive = {"data.problems": cfg.data.problems, "rollout.n": cfg.rollout.n, "train.steps": cfg.train.steps,
-                "train.batch_size": cfg.train.batch_size, "data.prm_completions": cfg.data.prm_completions,
-                "verifier.pairs_per_problem": cfg.verifier.pairs_per_problem, "data.steps.every": cfg.data.steps.every}
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{key}: must be >= 1, got {value}")
+    check_positive({"data.problems": cfg.data.problems, "rollout.n": cfg.rollout.n, "train.steps": cfg.train.steps,
+                    "train.batch_size": cfg.train.batch_size, "data.prm_completions": cfg.data.prm_completions,
+                    "verifier.pairs_per_problem": cfg.verifier.pairs_per_problem,
+                    "data.steps.every": cfg.data.steps.every})
     if cfg.data.steps.split == "regex" and not cfg.data.steps.pattern:
         raise ConfigError("data.steps.pattern: split=regex needs a pattern, e.g. '[.!?](?=\\s)'")
     if cfg.learner.num_ranks != 1:
