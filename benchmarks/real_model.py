@@ -146,7 +146,7 @@ def write_report(out: Path, evals: dict[str, dict[str, Any]], cfg1, cfg2, timing
     env = f"`{cfg1.env.name}` {dict(cfg1.env.kwargs) or ''}".strip()
 
     def pct(value: float) -> str:
-        return f"{100 * value:+.1f}"
+        return report.percent(value, signed=True)
 
     verdict = (f"After Stage II: Δ(t1,t2) {pct(final['delta'])} [{pct(final['ci']['delta'][0])}, "
                f"{pct(final['ci']['delta'][1])}] (base {pct(base['delta'])}); Acc@t2 {100 * final['acc_t2']:.1f}% vs "

@@ -233,7 +233,9 @@ def _training_line(label: str, cfg) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:+.1f}"
+    from score.report import percent
+
+    return percent(value, signed=True)
 
 
 class _timed:

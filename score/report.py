@@ -128,7 +128,8 @@ def compare_dirs(dir_a: Path, dir_b: Path, *, resamples: int = DEFAULT_RESAMPLES
 # ----- markdown -----------------------------------------------------------------------------------------------------
 
 
-def _pct(value: float | None, signed: bool = False) -> str:
+def percent(value: float | None, signed: bool = False) -> str:
+    """A rate as percent with one decimal ("–" for a missing value): percent(0.256) -> '25.6', signed -> '+25.6'."""
     if value is None:
         return "–"
     return f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
@@ -137,8 +138,8 @@ def _pct(value: float | None, signed: bool = False) -> str:
 def _cell(value: float, ci: list[float | None] | None, signed: bool) -> str:
     """'52.6 [48.2, 57.0]' (percent)."""
     if not ci or ci[0] is None:
-        return _pct(value, signed)
-    return f"{_pct(value, signed)} [{_pct(ci[0], signed)}, {_pct(ci[1], signed)}]"
+        return percent(value, signed)
+    return f"{percent(value, signed)} [{percent(ci[0], signed)}, {percent(ci[1], signed)}]"
 
 
 def metric_columns(summary: dict[str, Any]) -> list[str]:
@@ -188,7 +189,7 @@ def compare_table(comparison: dict[str, Any], label_a: str = "A", label_b: str =
     lines = [f"| metric | {label_a} | {label_b} | {label_a} − {label_b} | significant |", "|---|---:|---:|---:|:---:|"]
     for name, d in comparison["metrics"].items():
         signed = name.startswith("delta")
-        lines.append(f"| {_header(name)} | {_pct(d['a'], signed)} | {_pct(d['b'], signed)} | "
+        lines.append(f"| {_header(name)} | {percent(d['a'], signed)} | {percent(d['b'], signed)} | "
                      f"{_cell(d['diff'], [d['low'], d['high']], signed=True)} | {'*' if d['significant'] else ''} |")
     return "\n".join(lines)
 
