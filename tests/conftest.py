@@ -30,6 +30,24 @@ def pip_install():
     return pip_install_target
 
 
+def readme_code_blocks(heading: str, language: str) -> list[str]:
+    """The ```language blocks of README.md's section `heading` (a whole heading line, e.g. "## Interop: ..."), which
+    ends at the next heading of the same or a higher level."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert heading in text, f"no {heading!r} section in README.md"
+    level = len(heading) - len(heading.lstrip("#"))
+    section = re.split(rf"^#{{1,{level}}} ", text.split(heading, 1)[1], flags=re.MULTILINE)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.DOTALL)
+
+
+@pytest.fixture
+def readme_blocks():
+    """`readme_blocks(heading, language)`: the README examples a test runs as written."""
+    return readme_code_blocks
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     from score.tiny import build_tiny_model, default_corpus

@@ -4,27 +4,14 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 from envs import Environment, available, make_env
 
-ROOT = Path(__file__).resolve().parents[2]
 HEADING = "## Add your own environment"
 
 
-def section() -> str:
-    """The README's section, up to the next one."""
-    text = (ROOT / "README.md").read_text()
-    assert HEADING in text, f"no {HEADING!r} section in README.md"
-    return re.split(r"^## ", text.split(HEADING, 1)[1], flags=re.MULTILINE)[0]
-
-
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", section(), flags=re.DOTALL)
-
-
-def test_the_example_is_about_thirty_lines_and_runs_as_a_script(tmp_path):
-    example = blocks("python")[0]
+def test_the_example_is_about_thirty_lines_and_runs_as_a_script(tmp_path, readme_blocks):
+    example = readme_blocks(HEADING, "python")[0]
     assert 20 <= len(example.strip().splitlines()) <= 40
     (tmp_path / "my_envs.py").write_text(example)
     result = subprocess.run([sys.executable, "my_envs.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -32,10 +19,10 @@ def test_the_example_is_about_thirty_lines_and_runs_as_a_script(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "1.0 0.0"
 
 
-def test_the_example_is_found_by_its_module_class_name(tmp_path, monkeypatch):
-    (tmp_path / "my_envs.py").write_text(blocks("python")[0])
+def test_the_example_is_found_by_its_module_class_name(tmp_path, monkeypatch, readme_blocks):
+    (tmp_path / "my_envs.py").write_text(readme_blocks(HEADING, "python")[0])
     monkeypatch.syspath_prepend(str(tmp_path))
-    target = re.search(r"name: (\S+:\S+)", blocks("yaml")[0]).group(1)
+    target = re.search(r"name: (\S+:\S+)", readme_blocks(HEADING, "yaml")[0]).group(1)
     env = make_env(target, num_problems=50, seed=1)
     train, test = env.load("train"), env.load("test")
     assert len(train) == len(test) == 50
@@ -47,9 +34,9 @@ def test_the_example_is_found_by_its_module_class_name(tmp_path, monkeypatch):
     sys.modules.pop("my_envs", None)
 
 
-def test_the_dataset_example_loads_a_local_file_with_its_field_mapping(tmp_path):
+def test_the_dataset_example_loads_a_local_file_with_its_field_mapping(tmp_path, readme_blocks):
     namespace = {"Environment": Environment}
-    exec(blocks("python")[1], namespace)
+    exec(readme_blocks(HEADING, "python")[1], namespace)
     rows = [{"question": "2+3?", "final_answer": "5", "uid": "q1"}]
     (tmp_path / "qa.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     env = namespace["MyQAEnv"](path=str(tmp_path / "qa.jsonl"))
@@ -58,17 +45,17 @@ def test_the_dataset_example_loads_a_local_file_with_its_field_mapping(tmp_path)
     assert [m["role"] for m in env.first_turn_messages(problem)] == ["user", "assistant", "user"]
 
 
-def test_the_packaged_example_is_found_by_its_entry_point_name(tmp_path, monkeypatch, pip_install):
+def test_the_packaged_example_is_found_by_its_entry_point_name(tmp_path, monkeypatch, pip_install, readme_blocks):
     # Build and install the example with the section's own pyproject snippet, as its reader would.
     source = tmp_path / "letter-count"
     source.mkdir()
-    (source / "my_envs.py").write_text(blocks("python")[0])
+    (source / "my_envs.py").write_text(readme_blocks(HEADING, "python")[0])
     header = '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
     project = '[project]\nname = "letter-count"\nversion = "0.1.0"\n\n'
-    (source / "pyproject.toml").write_text(header + project + blocks("toml")[0])
+    (source / "pyproject.toml").write_text(header + project + readme_blocks(HEADING, "toml")[0])
     site = pip_install(source, tmp_path / "site")
     monkeypatch.syspath_prepend(str(site))
-    name = re.search(r'^(\w+) = "my_envs:', blocks("toml")[0], flags=re.MULTILINE).group(1)
+    name = re.search(r'^(\w+) = "my_envs:', readme_blocks(HEADING, "toml")[0], flags=re.MULTILINE).group(1)
     assert name in available()
     env = make_env(name, num_problems=3)
     assert type(env).__name__ == "LetterCountEnv" and len(env.load("train")) == 3

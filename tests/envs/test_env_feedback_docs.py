@@ -1,33 +1,23 @@
 """The README's feedback example runs as written: its module as a script, its `score` commands, its YAML."""
 
 import json
-import re
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
 from envs import make_env
 from score.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
 HEADING = "### Feedback between attempts (extrinsic self-correction)"
 
 
-def _blocks(language: str) -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    assert HEADING in text
-    section = re.split(r"^##", text.split(HEADING, 1)[1], flags=re.MULTILINE)[0]
-    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.DOTALL)
-
-
-def test_feedback_example_runs_as_written(tmp_path, monkeypatch, tiny_model_path, capsys):
+def test_feedback_example_runs_as_written(tmp_path, monkeypatch, tiny_model_path, capsys, readme_blocks):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "my_hints.py").write_text(_blocks("python")[0])
+    (tmp_path / "my_hints.py").write_text(readme_blocks(HEADING, "python")[0])
     (tmp_path / "runs").mkdir()
-    lines = [line for block in _blocks("bash") for line in block.splitlines() if line.strip()]
+    lines = [line for block in readme_blocks(HEADING, "bash") for line in block.splitlines() if line.strip()]
     script, printed = lines[0].split("  # ")
     assert script == "python my_hints.py"
     result = subprocess.run([sys.executable, "my_hints.py"], capture_output=True, text=True, timeout=120)
@@ -55,5 +45,5 @@ def test_feedback_example_runs_as_written(tmp_path, monkeypatch, tiny_model_path
     assert compare == ["| metric | eval-oracle (extrinsic:oracle) | eval-intrinsic (intrinsic) | "
                        "eval-oracle (extrinsic:oracle) − eval-intrinsic (intrinsic) | significant |"]
 
-    env_config = yaml.safe_load(_blocks("yaml")[0])["env"]
+    env_config = yaml.safe_load(readme_blocks(HEADING, "yaml")[0])["env"]
     assert make_env(env_config["name"], **env_config["kwargs"]).feedback_kind == "extrinsic:tests"

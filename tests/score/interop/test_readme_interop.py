@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import json
-import re
 import shlex
-from pathlib import Path
 
 import yaml
 
 from envs import make_env
 from score.cli import main
 
-ROOT = Path(__file__).resolve().parents[3]
 HEADING = "## Interop: OpenRLHF and verl"
 
 
-def _blocks(language: str) -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    assert HEADING in text
-    section = re.split(r"^## ", text.split(HEADING, 1)[1], flags=re.MULTILINE)[0]
-    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.DOTALL)
-
-
-def test_commands_reward_file_and_yaml(tmp_path, monkeypatch, tiny_model_path):
+def test_commands_reward_file_and_yaml(tmp_path, monkeypatch, tiny_model_path, readme_blocks):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "my_reward.py").write_text(_blocks("python")[0])
+    (tmp_path / "my_reward.py").write_text(readme_blocks(HEADING, "python")[0])
     (tmp_path / "runs").mkdir()
-    commands = [line for block in _blocks("bash") for line in block.splitlines() if line.startswith("score ")]
+    commands = [line for block in readme_blocks(HEADING, "bash") for line in block.splitlines()
+                if line.startswith("score ")]
     assert any("export openrlhf" in c for c in commands) and any("export verl" in c for c in commands)
     for command in commands:
         if command.startswith("score tiny-model runs/tiny-base"):  # the session's fixture is that same model
@@ -39,7 +30,7 @@ def test_commands_reward_file_and_yaml(tmp_path, monkeypatch, tiny_model_path):
         assert (tmp_path / "runs" / path).is_file(), path
     assert json.loads((tmp_path / "runs/eval-my-reward/eval.json").read_text())["n"] == 20
 
-    env_config = yaml.safe_load(_blocks("yaml")[0])["env"]
+    env_config = yaml.safe_load(readme_blocks(HEADING, "yaml")[0])["env"]
     env = make_env(env_config["name"], **env_config["kwargs"])
     problem = env.load("test")[0]
     assert env.rewards([f"It is {problem.reference}.", "It is 100000."], [problem] * 2) == [1.0, 0.0]
