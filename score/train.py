@@ -7,6 +7,7 @@ so a resumed run repeats exactly the data order and sampling of the run it conti
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -120,9 +121,11 @@ def train(cfg: Config) -> Path:
     renderer = ChatRenderer(AutoTokenizer.from_pretrained(policy_path))
 
     init_ray(cfg)
-    learner = start_learner(cfg, model_path=cfg.model.path, init_from=cfg.init_from, seed=cfg.seed)
-    engines = scorer = None
-    try:  # a start that fails (an engine refused, a bad checkpoint) must not leave actors holding the cluster's CPUs
+    # Every actor is shut down when the run ends, and also when its start fails (an engine refused, a bad
+    # checkpoint): a leaked actor would keep the cluster's CPUs from the next run.
+    with contextlib.ExitStack() as stop:
+        learner = start_learner(cfg, model_path=cfg.model.path, init_from=cfg.init_from, seed=cfg.seed)
+        stop.callback(learner.shutdown)
         engine_kwargs = dict(cfg.rollout.engine_kwargs)
         if cfg.rollout.weight_sync != "blob":
             engine_kwargs["weight_transfer_backend"] = cfg.rollout.weight_sync
@@ -131,6 +134,7 @@ def train(cfg: Config) -> Path:
         engines = RolloutGroup(cfg.rollout.engine, policy_path, engine_kwargs,
                                num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
                                num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
+        stop.callback(engines.shutdown)
         engine, refusal = engines.engine_info()
         if refusal:
             console.print(fallback_notice(refusal), markup=False, highlight=False, soft_wrap=True)
@@ -138,6 +142,7 @@ def train(cfg: Config) -> Path:
                 raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs vLLM, which refused the "
                                   "model; set rollout.weight_sync=blob")
         scorer = RewardPool(cfg.env.name, env_kwargs, num_workers=cfg.ray.num_reward_workers)
+        stop.callback(scorer.shutdown)
         if cfg.rollout.weight_sync != "blob":
             connect_gpu_weight_sync(learner, engines, cfg.rollout.weight_sync,
                                     int(engine_kwargs.get("tensor_parallel_size", 1)))
@@ -154,13 +159,8 @@ def train(cfg: Config) -> Path:
         start_checksums = learner.parameter_checksums()
         logger = MetricsLogger(out, resume_from_step=start, tensorboard=bool(cfg.log.get("tensorboard", True)),
                                wandb_project=cfg.log.get("wandb_project"), run_config=dataclasses.asdict(cfg))
-    except BaseException:
-        for started in (scorer, engines, learner):
-            if started is not None:
-                started.shutdown()
-        raise
-    clipped: list[float] = []  # per step: was the gradient clipped (how train.max_grad_norm is chosen)
-    try:
+        stop.callback(logger.close)
+        clipped: list[float] = []  # per step: was the gradient clipped (how train.max_grad_norm is chosen)
         with progress_bar() as progress:
             bar = progress.add_task(f"stage {cfg.stage}", total=cfg.train.steps, completed=start, status="")
             for step in range(start, cfg.train.steps):
@@ -186,11 +186,6 @@ def train(cfg: Config) -> Path:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         console.print(f"stage {cfg.stage} done: final policy in {final}")
         return final
-    finally:
-        logger.close()
-        engines.shutdown()
-        scorer.shutdown()
-        learner.shutdown()
 
 
 def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: ChatRenderer,
