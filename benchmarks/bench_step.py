@@ -23,12 +23,14 @@ hence the comparison per 1,000 generated tokens.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "token budget per sample)")
     parser.add_argument("--micro-batch", type=int, default=None, help="our train.micro_batch_size (default 8)")
     parser.add_argument("--model", default=None, help="model folder (default SmolLM2-135M-Instruct, offline)")
+    parser.add_argument("--vllm-lock", default=None, metavar="FILE",
+                        help="hold an exclusive lock on FILE while a vLLM run goes (machines shared by several users)")
     parser.add_argument("--quick", action="store_true", help="CI smoke: tiny model, hf engine, 2 steps, no TRL")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one run, in its own process
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
@@ -245,6 +249,22 @@ def async_available(model: str) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def engine_lock(path: str | None) -> Iterator[None]:
+    """An exclusive flock on `path` for the block (nothing when None)."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -264,11 +284,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "--max-new-tokens", str(args.max_new_tokens), "--trl-max-tokens", str(args.trl_max_tokens),
                    "--micro-batch", str(args.micro_batch),
                    "--model", model, *(["--quick"] if args.quick else [])]
-        load_before = os.getloadavg()
-        start = time.perf_counter()
-        done = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
-        wall = time.perf_counter() - start
+        with engine_lock(args.vllm_lock if spec.startswith("vllm") else None):
+            load_before = os.getloadavg()
+            start = time.perf_counter()
+            done = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+            wall = time.perf_counter() - start
         if done.returncode != 0:
             notes.append(f"{spec}: failed (exit {done.returncode}); its output is above.")
             continue
