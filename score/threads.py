@@ -34,7 +34,8 @@ def phase_threads(requested: int, sharing: int = 1) -> int:
     1
     """
     if requested < 0:
-        raise ValueError(f"threads: must be >= 0 (0 = auto: the node's cores / processes sharing them), got {requested}")
+        raise ValueError(f"threads: must be >= 0 (0 = auto: the node's cores / processes sharing them), "
+                         f"got {requested}")
     if sharing < 1:
         raise ValueError(f"threads: sharing must be >= 1, got {sharing}")
     return requested if requested > 0 else max(1, node_cores() // sharing)
