@@ -28,13 +28,13 @@ from score.models import smollm2_path
 
 
 def step_like_batch(size: int, vocab: int, seed: int = 0) -> Batch:
-    """`size` two-attempt samples: a prompt of 90 tokens, attempt 1, an instruction of 60, attempt 2, each attempt
-    4..28 tokens (some end early, as real ones do), so lengths vary as in a real step."""
+    """`size` two-attempt samples laid out as SmolLM2's word-problem steps are: a prompt of 75 tokens, attempt 1, the
+    correction instruction turn (52 tokens), attempt 2, each attempt 4..28 tokens (some end early, as real ones do)."""
     g = torch.Generator().manual_seed(seed)
     ids, turns = [], []
     for _ in range(size):
         y1, y2 = (int(torch.randint(4, 29, (1,), generator=g)) for _ in range(2))
-        layout = [0] * 90 + [1] * y1 + [0] * 60 + [2] * y2
+        layout = [0] * 75 + [1] * y1 + [0] * 52 + [2] * y2
         ids.append(torch.randint(10, vocab, (len(layout),), generator=g).tolist())
         turns.append(layout)
     advantages = [(0.5, -0.5) if i % 2 else (-0.5, 1.0) for i in range(size)]
