@@ -5,9 +5,9 @@ one (flat buckets in the engine's dtype, through a shared-memory file), on one e
     python benchmarks/bench_sync.py --engine hf --tiny                                          # quick smoke run
 
 Per form and repetition: seconds to build every bucket on the learner (gather + serialise or pack), seconds for the
-engine to load them, and after the sync the largest |log p_engine - log p_learner| over a fixed 80-token sequence
-(the trainer's sync check). No Ray: the object store hop is the same memcpy for both forms (`score train` logs the
-whole sync as time_sync). The load average is printed with every figure, since the machine may be shared.
+engine to load them (of which vllm_reload_s inside vLLM's own reloader, the same work for both forms), and after
+the sync the largest |log p_engine - log p_learner| over a fixed 80-token sequence (the trainer's sync check).
+No Ray: the object store hop is the same memcpy for both forms (`score train` logs the whole sync as time_sync). The load average is printed with every figure, since the machine may be shared.
 """
 
 from __future__ import annotations
@@ -75,15 +75,18 @@ def main() -> None:
                 t0 = time.perf_counter()
                 buckets = old_buckets(learner) if form == "old" else new_buckets(learner, args.dtype)
                 t1 = time.perf_counter()
+                reload_before = getattr(engine, "reload_seconds", 0.0)
                 for bucket in buckets:
                     engine.update_weights(bucket, partial=True)
                 t2 = time.perf_counter()
+                vllm_reload = getattr(engine, "reload_seconds", 0.0) - reload_before
                 size = sum(len(b) if isinstance(b, bytes) else b.nbytes for b in buckets)
                 diff = float(np.max(np.abs(np.array(engine.sequence_logprobs([sequence])[0])
                                            - np.array(learner.sequence_logprobs([sequence])[0]))))
                 print(f"RESULT engine={args.engine} dtype={args.dtype} form={form} rep={rep} "
                       f"buckets={len(buckets)} MiB={size / 2**20:.1f} build_s={t1 - t0:.3f} load_s={t2 - t1:.3f} "
-                      f"sync_s={t2 - t0:.3f} sync_logprob_diff={diff:.2e} load1={load():.2f}", flush=True)
+                      f"sync_s={t2 - t0:.3f} vllm_reload_s={vllm_reload:.3f} sync_logprob_diff={diff:.2e} "
+                      f"load1={load():.2f}", flush=True)
     finally:
         engine.shutdown()
 

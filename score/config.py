@@ -51,8 +51,9 @@ class RolloutConfig:
     max_new_tokens: int = 64
     """Token budget of each attempt."""
     weight_sync: str = "blob"
-    """How new weights reach the engines: blob (safetensors bytes through Ray; CPU and GPU), or, GPU-only with the
-    vLLM engine, nccl (learner and engines on different GPUs) or ipc (sharing a GPU), via vLLM's weight transfer."""
+    """How new weights reach the engines: blob (flat buckets in the engines' dtype through Ray's object store; CPU
+    and GPU), or, GPU-only with the vLLM engine, nccl (learner and engines on different GPUs) or ipc (sharing a
+    GPU), via vLLM's weight transfer."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra engine arguments (vLLM: kv_cache_memory_bytes, tensor_parallel_size, ...)."""
     num_cpus: float = 1.0

@@ -38,14 +38,14 @@ from score.flat_weights import FlatBucket
 _DTYPES = ("float32", "bfloat16", "float16")
 
 
-def _reload_weights_in_worker(worker, blob: bytes, partial: bool = False) -> None:
+def _reload_weights_in_worker(worker, blob: bytes, partial: bool = False) -> float:
     """Runs inside each vLLM worker process (`collective_rpc` passes the worker first): load the blob in place."""
     import safetensors.torch
 
-    _reload(worker, iter(safetensors.torch.load(blob).items()), partial)
+    return _reload(worker, iter(safetensors.torch.load(blob).items()), partial)
 
 
-def _reload_shared_in_worker(worker, path: str, nbytes: int, layout: tuple, partial: bool = False) -> None:
+def _reload_shared_in_worker(worker, path: str, nbytes: int, layout: tuple, partial: bool = False) -> float:
     """Runs inside each vLLM worker process: map the rollout worker's shared-memory bucket and load zero-copy views
     of it in place (`score.engines.shared_buffer`)."""
     from score.engines.shared_buffer import map_for_reading
@@ -53,7 +53,7 @@ def _reload_shared_in_worker(worker, path: str, nbytes: int, layout: tuple, part
 
     mapped = map_for_reading(path, nbytes)
     try:
-        _reload(worker, views(mapped, layout), partial)
+        return _reload(worker, views(mapped, layout), partial)
     finally:
         try:
             mapped.close()
@@ -61,21 +61,27 @@ def _reload_shared_in_worker(worker, path: str, nbytes: int, layout: tuple, part
             pass
 
 
-def _reload(worker, weights, partial: bool) -> None:
-    """vLLM's own in-place reloader over (name, tensor) pairs, then the tied layers' refresh."""
+def _reload(worker, weights, partial: bool) -> float:
+    """vLLM's own in-place reloader over (name, tensor) pairs, then the tied layers' refresh; returns the seconds
+    vLLM spent (what no transport can save: it re-processes each layer, e.g. repacks weights for the CPU GEMMs)."""
     import logging
+    import time
 
-    # A bucket leaves most layers out; vLLM keeps those as they are but warns once per layer that it loaded nothing.
-    quiet = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise") if partial else None
-    level = quiet.level if quiet else None
-    if quiet:
-        quiet.setLevel(logging.ERROR)
+    start = time.perf_counter()
+    # A bucket leaves most layers out; vLLM keeps those as they are but warns once per layer that it loaded nothing,
+    # and lists every weight the bucket did not hold.
+    quiet = [logging.getLogger(f"vllm.model_executor.model_loader.reload.{name}") for name in ("layerwise", "inplace")
+             ] if partial else []
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
     try:
         worker.model_runner.reload_weights(weights_iterator=weights)
     finally:
-        if quiet:
-            quiet.setLevel(level)
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
     _refresh_tied_layers(worker.model_runner.get_model())
+    return time.perf_counter() - start
 
 
 def _refresh_tied_layers(model) -> None:
@@ -161,6 +167,8 @@ class VLLMEngine:
         from vllm.platforms import current_platform
 
         self._shared: SharedBuffer | None = None  # made at the first flat-bucket weight update
+        self.reload_seconds = 0.0
+        """Seconds vLLM's workers spent in their own reloader over all updates (the rest is transport)."""
 
         if dtype not in _DTYPES:
             raise ValueError(f"dtype={dtype!r} is not supported; use one of {_DTYPES}.")
@@ -247,9 +255,11 @@ class VLLMEngine:
             if self._shared is None:
                 self._shared = SharedBuffer()
             path = self._shared.write(weights.data)
-            self.llm.collective_rpc(_reload_shared_in_worker, args=(path, weights.nbytes, weights.layout, partial))
+            seconds = self.llm.collective_rpc(_reload_shared_in_worker,
+                                              args=(path, weights.nbytes, weights.layout, partial))
         else:
-            self.llm.collective_rpc(_reload_weights_in_worker, args=(weights, partial))
+            seconds = self.llm.collective_rpc(_reload_weights_in_worker, args=(weights, partial))
+        self.reload_seconds += max(seconds)
         self.llm.reset_prefix_cache()
 
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
