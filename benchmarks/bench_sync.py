@@ -7,7 +7,8 @@ one (flat buckets in the engine's dtype, through a shared-memory file), on one e
 Per form and repetition: seconds to build every bucket on the learner (gather + serialise or pack), seconds for the
 engine to load them (of which vllm_reload_s inside vLLM's own reloader, the same work for both forms), and after
 the sync the largest |log p_engine - log p_learner| over a fixed 80-token sequence (the trainer's sync check).
-No Ray: the object store hop is the same memcpy for both forms (`score train` logs the whole sync as time_sync). The load average is printed with every figure, since the machine may be shared.
+No Ray: the object store hop is the same memcpy for both forms (`score train` logs the whole sync as time_sync).
+The load average is printed with every figure, since the machine may be shared.
 """
 
 from __future__ import annotations

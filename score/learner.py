@@ -376,7 +376,9 @@ class Learner:
             full = self._gather_bucket(0)
         finally:
             self._buckets = saved
-        return safetensors.torch.save({k: v.to("cpu").contiguous() for k, v in full.items()}) if self.rank == 0 else None
+        if self.rank != 0:
+            return None
+        return safetensors.torch.save({k: v.to("cpu").contiguous() for k, v in full.items()})
 
     def connect_weight_sync(self, rollout_workers: list, backend: str, world_size: int, address: tuple | None = None
                             ) -> None:

@@ -156,7 +156,7 @@ def train(cfg: Config) -> Path:
             learner.load(str(path))
             push_weights(cfg, engines, learner)
             if cfg.train.async_rollouts:
-                upcoming = load_pending_rollout(path, engines.version)
+                upcoming = load_pending_rollout(path, start, engines.version)
             console.print(f"resumed from {path} at step {start}")
         held_out = env.load(cfg.eval.split)[: cfg.eval.limit] if cfg.eval.every else []
         probe = None  # a fixed sequence whose log-probs must agree between learner and engines after every sync
@@ -285,13 +285,17 @@ def pending_rollout_files(rollout: StepRollout | None, version: int) -> dict[str
     return {PENDING_ROLLOUT: pickle.dumps((version - rollout.version, rollout))}
 
 
-def load_pending_rollout(path: Path, version: int) -> StepRollout | None:
-    """The checkpoint's pending rollout, its version set to be as stale as it was; None when the checkpoint has none
-    (saved by a synchronous run, or at a run's last step): the first resumed step then generates on-policy."""
+def load_pending_rollout(path: Path, step: int, version: int) -> StepRollout | None:
+    """The checkpoint's pending rollout for `step`, its version set to be as stale as it was; None when the
+    checkpoint has none (saved by a synchronous run, or at a run's last step): the first resumed step then generates
+    on-policy."""
     file = path / PENDING_ROLLOUT
     if not file.is_file():
         return None
     staleness, rollout = pickle.loads(file.read_bytes())
+    if rollout.step != step:
+        raise RuntimeError(f"{file} holds the rollout of step {rollout.step + 1}, not of step {step + 1}; delete it to "
+                           "resume with a fresh rollout")
     return dataclasses.replace(rollout, version=version - staleness)
 
 

@@ -3,8 +3,8 @@
 vLLM runs the model in its own child processes; `LLM.collective_rpc` pickles and msgpacks its arguments through a
 socket, so a bucket passed as an argument would be copied and re-parsed several times. Instead the rollout worker
 copies the bucket once into a file under /dev/shm (memory, not disk) that it reuses for every sync, and sends the
-file's path and the bucket's layout (a few KiB); each vLLM worker maps the file (copy-on-write) and hands zero-copy views of
-it to vLLM's weight loader (`score.flat_weights.views`).
+file's path and the bucket's layout (a few KiB); each vLLM worker maps the file (copy-on-write) and hands zero-copy
+views of it to vLLM's weight loader (`score.flat_weights.views`).
 
 The file is removed when the engine shuts down. A worker killed outright cannot remove it, so every new buffer first
 removes the files of processes that no longer exist (the owner's pid is in the name).

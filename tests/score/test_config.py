@@ -93,7 +93,8 @@ def test_every_launch_config_loads(path, tiny_model_path):
 def test_async_needs_truncated_importance_sampling(cfg_file):
     # one update behind the learner without the IS correction would be silently off-policy: refused, naming both
     # fields and the fix
-    with pytest.raises(ConfigError, match=r"train.async=true needs algo.tis_cap > 0.*algo.tis_cap=2.*train.async=false"):
+    fix = r"train.async=true needs algo.tis_cap > 0.*algo.tis_cap=2.*train.async=false"
+    with pytest.raises(ConfigError, match=fix):
         load_config(cfg_file, ["train.async=true"])
     assert load_config(cfg_file, ["train.async=true", "algo.tis_cap=2"]).train.async_rollouts is True
     assert load_config(cfg_file).train.async_rollouts is False  # off by default
