@@ -11,6 +11,7 @@ from envs.base import Environment, Problem
 from rewards import math as math_reward
 
 _OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+_OP_WORDS = {"+": "plus", "-": "minus", "*": "times"}
 
 
 class ArithmeticEnv(Environment):
@@ -34,6 +35,7 @@ class ArithmeticEnv(Environment):
         correction_instruction: str | None = None,
         feedback: str | None = None,
         max_operand: int | None = None,
+        prompt_template: str = "{expression}=",
     ) -> None:
         bad = [op for op in ops if op not in _OPS]
         if bad or not ops:
@@ -42,7 +44,13 @@ class ArithmeticEnv(Environment):
             raise ValueError(f"env.kwargs.digits must be >= 1, got {digits}")
         if max_operand is not None and max_operand < 1:
             raise ValueError(f"env.kwargs.max_operand must be >= 1 (or null for `digits`), got {max_operand}")
+        try:
+            prompt_template.format(expression="1+2", a=1, b=2, op="+", op_word="plus")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"env.kwargs.prompt_template: {prompt_template!r} may use only {{expression}}, {{a}}, "
+                             f"{{b}}, {{op}} and {{op_word}} ({error!r})") from None
         self.digits, self.ops, self.seed, self.max_operand = digits, ops, seed, max_operand
+        self.prompt_template = prompt_template
         self.num_train, self.num_test = num_train, num_test
         if system_prompt is not None:
             self.system_prompt = system_prompt
@@ -70,7 +78,8 @@ class ArithmeticEnv(Environment):
             if text in seen:
                 continue
             seen.add(text)
-            problems.append(Problem(id=text, prompt=f"{text}=", reference=str(_OPS[op](a, b))))
+            prompt = self.prompt_template.format(expression=text, a=a, b=b, op=op, op_word=_OP_WORDS[op])
+            problems.append(Problem(id=text, prompt=prompt, reference=str(_OPS[op](a, b))))
         return {"test": problems[: self.num_test], "train": problems[self.num_test :]}
 
     def load(self, split: str) -> list[Problem]:

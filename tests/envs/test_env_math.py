@@ -157,3 +157,12 @@ def test_arithmetic_max_operand_draws_every_operand_from_zero_to_it():
         make_env("arithmetic", ops="+-*", max_operand=3, num_train=41, num_test=8).load("train")
     with pytest.raises(ValueError, match="max_operand"):
         make_env("arithmetic", max_operand=0)
+
+
+def test_arithmetic_prompt_template_names_the_operation_in_words():
+    env = make_env("arithmetic", ops="*", max_operand=9, num_train=5, num_test=1, prompt_template="What is {a} {op_word} {b}?")
+    problem = env.load("test")[0]
+    a, b = problem.id.split("*")
+    assert problem.prompt == f"What is {a} times {b}?" and problem.reference == str(int(a) * int(b))
+    with pytest.raises(ValueError, match="prompt_template"):
+        make_env("arithmetic", prompt_template="{question}")
