@@ -7,6 +7,7 @@ and task are chosen here). One vLLM engine (bf16) serves every candidate.
 
     python benchmarks/real_model_survey.py --limit 100 --temperatures 0 1 --out runs/survey
     python benchmarks/real_model_survey.py --only word_problems arithmetic_2d   # a subset
+    python benchmarks/real_model_survey.py --rescore   # re-score the stored samples with the current reward code
 
 Writes OUT/<candidate>_T<temperature>/ (eval.json, samples.jsonl, as `score eval` does) and OUT/survey.json,
 OUT/survey.md (the table). Also reports Acc@t1 under strict_format (only "The final answer is ..." or \\boxed{}
@@ -23,6 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+ANSWER_LINE = "Compute the result. Reply with one line: The final answer is <number>."
+"""The answer-format system prompt (chosen on the train split of 2-digit arithmetic: it cut answers to ~11 tokens)."""
+
 CANDIDATES: dict[str, dict[str, Any]] = {
     "arithmetic_1d": {"env": "arithmetic", "kwargs": {"digits": 1, "ops": "+-*", "num_train": 200, "num_test": 50},
                       "max_new_tokens": 64},
@@ -32,6 +36,20 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                                           "num_test": 500}, "max_new_tokens": 64},
     "arithmetic_3d": {"env": "arithmetic", "kwargs": {"digits": 3, "ops": "+-", "num_train": 2000, "num_test": 500},
                       "max_new_tokens": 64},
+    "arithmetic_small": {"env": "arithmetic", "kwargs": {"max_operand": 20, "ops": "+-*", "num_train": 823,
+                                                         "num_test": 500, "system_prompt": ANSWER_LINE},
+                         "max_new_tokens": 48},
+    "arithmetic_small_words": {"env": "arithmetic", "kwargs": {"max_operand": 20, "ops": "+-*", "num_train": 823,
+                                                               "num_test": 500, "system_prompt": ANSWER_LINE,
+                                                               "prompt_template": "What is {a} {op_word} {b}?"},
+                               "max_new_tokens": 48},
+    "arithmetic_small_spaced": {"env": "arithmetic", "kwargs": {"max_operand": 20, "ops": "+-*", "num_train": 823,
+                                                                "num_test": 500, "system_prompt": ANSWER_LINE,
+                                                                "prompt_template": "{a} {op} {b} = ?"},
+                                "max_new_tokens": 48},
+    "arithmetic_1d_answer_line": {"env": "arithmetic", "kwargs": {"max_operand": 9, "ops": "+-*", "num_train": 200,
+                                                                  "num_test": 100, "system_prompt": ANSWER_LINE},
+                                  "max_new_tokens": 48},
     "word_problems": {"env": "word_problems", "kwargs": {}, "max_new_tokens": 160},
     "word_problems_small": {"env": "word_problems", "kwargs": {"max_value": 20}, "max_new_tokens": 160},
     "rg_basic_arithmetic": {"env": "reasoning_gym", "kwargs": {"tasks": "basic_arithmetic", "size": 200},
@@ -65,9 +83,14 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--engine", default="vllm", choices=["vllm", "hf"])
     parser.add_argument("--dtype", default="float32", help="vLLM dtype (float32: this CPU has no bf16 instructions)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="no generation: re-score OUT's stored samples with the current reward code, rewrite the table")
     parser.add_argument("--eager", action=argparse.BooleanOptionalAction, default=True,
                         help="vLLM without torch.compile (default; a loaded 2-core machine compiles for many minutes)")
     args = parser.parse_args()
+    if args.rescore:
+        rescore(Path(args.out))
+        return
 
     from transformers import AutoTokenizer
 
@@ -124,6 +147,32 @@ def main() -> None:
                       f"truncated {row['truncated']:.2f} {seconds:.0f} s", flush=True)
     finally:
         engine.shutdown()
+    (out / "survey.md").write_text(markdown(table))
+    print(markdown(table))
+
+
+def rescore(out: Path) -> None:
+    """Recompute every row of OUT/survey.json from its stored samples with the environment's current reward (the
+    generations stay as they were): a checker fix shows in the table without rerunning the model."""
+    from envs import make_env
+    from score import report
+    from score.evaluate import summarize
+
+    summary_path = out / "survey.json"
+    table = json.loads(summary_path.read_text())
+    for key, row in table.items():
+        env = make_env(row["env"], **row["env_kwargs"])
+        problems = {p.id: p for p in env.load(row["split"])}
+        records = report.read_samples(out / key)
+        for record in records:
+            for attempt in record["attempts"]:
+                attempt["reward"] = env.reward(attempt["text"], problems[record["problem_id"]])
+        rewards = [[[a["reward"] for a in r["attempts"]]] for r in records]
+        summary = summarize(rewards)
+        row.update({name: summary[name] for name in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "ci")})
+        row["strict_acc_t1"] = strict_accuracy(records, 1) if row["env"] != "humaneval" else None
+        print(f"{key}: acc_t1 {row['acc_t1']:.3f} acc_t2 {row['acc_t2']:.3f}", flush=True)
+    summary_path.write_text(json.dumps(table, indent=2) + "\n")
     (out / "survey.md").write_text(markdown(table))
     print(markdown(table))
 

@@ -21,6 +21,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 from envs import Problem, make_env
 from score.engines import Completion, EngineRefused, SamplingParams, engine_kind, start_engine
+from score.flat_weights import FlatBucket
 from score.learner_group import LearnerGroup
 from score.threads import phase_threads, use_cores
 
@@ -59,8 +60,10 @@ class RolloutWorker:
         with self._cores():
             return self.engine.generate(prompts, params)
 
-    def update_weights(self, blob: bytes, version: int = 0, partial: bool = False) -> None:
-        self.engine.update_weights(blob, partial)
+    def update_weights(self, weights: bytes | FlatBucket, version: int = 0, partial: bool = False) -> None:
+        """Ray resolves the object ref before the call; a `FlatBucket`'s buffer is then a view of the object store's
+        shared memory on this node (fetched from another node first, where the learner runs elsewhere)."""
+        self.engine.update_weights(weights, partial)
         self.version = version
 
     def weight_sync(self, phase: str, *args: Any) -> None:
@@ -163,7 +166,7 @@ class RolloutGroup:
         )
 
     def update_weights(self, weights: ray.ObjectRef | Callable[[], Iterable[ray.ObjectRef]]) -> None:
-        """New weights for every worker: one safetensors blob, or a function that streams them as buckets
+        """New weights for every worker: one safetensors blob, or a function that streams them as flat buckets
         (`LearnerGroup.weight_buckets`). Buckets are made one at a time and each is freed once every worker has
         loaded it, so the object store never holds the whole model; a restarted worker gets a fresh stream."""
         self._weights = weights

@@ -51,8 +51,9 @@ class RolloutConfig:
     max_new_tokens: int = 64
     """Token budget of each attempt."""
     weight_sync: str = "blob"
-    """How new weights reach the engines: blob (safetensors bytes through Ray; CPU and GPU), or, GPU-only with the
-    vLLM engine, nccl (learner and engines on different GPUs) or ipc (sharing a GPU), via vLLM's weight transfer."""
+    """How new weights reach the engines: blob (flat buckets in the engines' dtype through Ray's object store; CPU
+    and GPU), or, GPU-only with the vLLM engine, nccl (learner and engines on different GPUs) or ipc (sharing a
+    GPU), via vLLM's weight transfer."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra engine arguments (vLLM: kv_cache_memory_bytes, tensor_parallel_size, ...)."""
     num_cpus: float = 1.0
@@ -116,6 +117,12 @@ class TrainConfig(OptimizerConfig):
     """Number of RL updates."""
     prompts_per_step: int = 8
     """Distinct prompts per step; the batch has prompts_per_step * rollout.n two-attempt samples."""
+    async_rollouts: bool = False
+    """Written `train.async` (accepted in YAML files and overrides; `async` is a Python keyword, so the field has
+    this name). True: generate step t+1's rollouts while the learner updates on step t's, with the weights of step
+    t-1, then push the new weights. Every rollout after the first is one update behind the learner (logged as
+    `staleness`), so it needs algo.tis_cap > 0: truncated importance sampling with the engines' sampling log-probs
+    corrects for it. Prompts and sampling seeds are those of the synchronous run; the samples differ."""
 
 
 @dataclass
@@ -225,6 +232,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
+KEY_ALIASES = {("train", "async"): "async_rollouts"}
+"""Config keys users write that cannot be dataclass fields (Python keywords): (section, key) -> field name."""
+
+
+def _unalias(loaded: Any) -> Any:
+    """A loaded YAML (or dotlist) config with every `KEY_ALIASES` key renamed to its field."""
+    for (section, key), field_name in KEY_ALIASES.items():
+        part = loaded.get(section) if hasattr(loaded, "get") else None
+        if part is not None and hasattr(part, "keys") and key in part:
+            if field_name in part:
+                raise ConfigError(f"{section}.{key} and {section}.{field_name} are the same setting; keep one")
+            part[field_name] = part.pop(key)
+    return loaded
+
+
 def merge_config(schema: type[T], path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> T:
     """The dataclass `schema`'s defaults <- YAML file <- `key=value` overrides, type-checked by OmegaConf."""
     try:
@@ -233,11 +255,11 @@ def merge_config(schema: type[T], path: str | Path | None, overrides: list[str] 
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"config file {str(path)!r} does not exist")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            merged = OmegaConf.merge(merged, _unalias(OmegaConf.load(path)))
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} is not of the form key=value (e.g. algo.alpha=5)")
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(merged, _unalias(OmegaConf.from_dotlist(list(overrides))))
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
@@ -263,6 +285,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"rollout.temperature: training samples at 1.0 (the paper's setting; the learner's log-probs "
                           f"are those of the untempered model), got {cfg.rollout.temperature}. Set "
                           "rollout.temperature=1.0; greedy and other temperatures are for `score eval`.")
+    if cfg.train.async_rollouts and cfg.algo.tis_cap <= 0:
+        raise ConfigError("train.async=true needs algo.tis_cap > 0: its rollouts come from the weights one update "
+                          "behind the learner, and truncated importance sampling with the engines' sampling "
+                          "log-probs corrects for that. Set algo.tis_cap (e.g. algo.tis_cap=2) or train.async=false")
     if cfg.rollout.top_p != 1.0:
         raise ConfigError(f"rollout.top_p: training samples the full distribution (top_p=1.0), got "
                           f"{cfg.rollout.top_p}; nucleus sampling would make the learner's log-probs off-policy.")

@@ -16,7 +16,8 @@ import torch
 import torch.utils.checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from score import checkpoints, sharding
+from score import checkpoints, flat_weights, sharding
+from score.flat_weights import FlatBucket
 from score.objectives import score_loss, token_advantages
 
 
@@ -404,29 +405,38 @@ class Learner:
             self._buckets = sharding.weight_buckets(self.policy, self.sync_bucket_bytes)
         return len(self._buckets)
 
-    def weight_bucket(self, index: int) -> bytes | None:
-        """Bucket `index` of the policy as safetensors bytes (rank 0; None on the other ranks).
-
-        Every rank takes part in gathering each full tensor, so no rank ever holds more than one bucket of full
-        tensors beside its shards; the engines load bucket by bucket (`Engine.update_weights(blob, partial=True)`).
-        """
+    def _gather_bucket(self, index: int) -> dict[str, torch.Tensor]:
+        """Bucket `index`'s full tensors (rank 0; an empty dict on the other ranks, which take part in gathering)."""
         self.weight_bucket_count()
         state = self.policy.state_dict()
         full = {}
         for name in self._buckets[index]:
             tensor = sharding.full_tensor(state[name].detach())
             if self.rank == 0:
-                full[name] = tensor.to("cpu").contiguous()
-        return safetensors.torch.save(full) if self.rank == 0 else None
+                full[name] = tensor
+        return full
+
+    def weight_bucket(self, index: int, dtype: str | None = None) -> FlatBucket | None:
+        """Bucket `index` of the policy as one flat buffer (rank 0; None on the other ranks), floating-point tensors
+        cast to `dtype` ("bfloat16" for a bf16 engine: half the bytes; None: as held, fp32).
+
+        Every rank takes part in gathering each full tensor, so no rank ever holds more than one bucket of full
+        tensors beside its shards; the engines load bucket by bucket (`Engine.update_weights(bucket, partial=True)`).
+        """
+        full = self._gather_bucket(index)
+        return flat_weights.pack(full, flat_weights.torch_dtype(dtype)) if self.rank == 0 else None
 
     def state_blob(self) -> bytes:
         """The policy weights as safetensors bytes, ready for `Engine.update_weights` (one bucket of everything)."""
         buckets = sharding.weight_buckets(self.policy, self.sync_bucket_bytes)
         self._buckets, saved = [[name for bucket in buckets for name in bucket]], self._buckets
         try:
-            return self.weight_bucket(0)
+            full = self._gather_bucket(0)
         finally:
             self._buckets = saved
+        if self.rank != 0:
+            return None
+        return safetensors.torch.save({k: v.to("cpu").contiguous() for k, v in full.items()})
 
     def connect_weight_sync(self, rollout_workers: list, backend: str, world_size: int, address: tuple | None = None
                             ) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -110,6 +111,13 @@ def split_sequences(batch: SequenceBatch, parts: int) -> list[SequenceBatch]:
     return [batch.take(list(range(s.start, s.stop))) for s in split_rows(len(batch), parts)]
 
 
+@dataclass(frozen=True)
+class TrainHandle:
+    """A submitted update (`LearnerGroup.submit_train_step`): one object ref per rank."""
+
+    refs: list
+
+
 class LearnerGroup:
     """N learner ranks behind the single learner's methods (blocking calls; errors of any rank raise at once)."""
 
@@ -155,9 +163,17 @@ class LearnerGroup:
         return len(self.ranks)
 
     def train_step(self, batch: Batch, **kwargs: Any) -> dict[str, float]:
+        return self.wait(self.submit_train_step(batch, **kwargs))
+
+    def submit_train_step(self, batch: Batch, **kwargs: Any) -> TrainHandle:
+        """Start `train_step` on every rank and return at once (`train.async`: the driver generates the next step's
+        rollouts meanwhile). `wait(handle)` returns its statistics; call nothing else on the learner before that."""
         parts = split_batch(batch, self.num_ranks)
-        return self._wait([r.call.remote("train_step", p, **kwargs) for r, p in zip(self.ranks, parts)],
-                          "train_step")[0]
+        return TrainHandle([r.call.remote("train_step", p, **kwargs) for r, p in zip(self.ranks, parts)])
+
+    def wait(self, handle: TrainHandle) -> dict[str, float]:
+        """Block until a submitted update is done on every rank; rank 0's statistics (errors of any rank raise)."""
+        return self._wait(handle.refs, "train_step")[0]
 
     def train_sequences(self, batch: SequenceBatch, objective, **kwargs: Any) -> dict[str, float]:
         parts = split_sequences(batch, self.num_ranks)
@@ -176,11 +192,12 @@ class LearnerGroup:
     def load(self, directory: str) -> None:
         self._all("load", directory)
 
-    def weight_buckets(self) -> Iterator[ray.ObjectRef]:
-        """The policy as a stream of safetensors buckets (object refs, made one at a time on demand): every rank
-        gathers each bucket's full tensors together; rank 0's bytes go to the engines."""
+    def weight_buckets(self, dtype: str | None = None) -> Iterator[ray.ObjectRef]:
+        """The policy as a stream of flat buckets (`score.flat_weights`; object refs, made one at a time on demand,
+        floating-point tensors cast to `dtype`): every rank gathers each bucket's full tensors together; rank 0's
+        buffer goes to the engines through the object store."""
         for index in range(self._all("weight_bucket_count")):
-            refs = [r.call.remote("weight_bucket", index) for r in self.ranks]
+            refs = [r.call.remote("weight_bucket", index, dtype) for r in self.ranks]
             self._wait(refs[1:], "weight gather")
             yield refs[0]
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -150,10 +151,13 @@ def train(cfg: Config) -> Path:
 
         start = 0
         resumed = latest_checkpoint(out) if cfg.resume else None
+        upcoming = None  # train.async: the next step's rollout, generated during this step's update
         if resumed:
             start, path = resumed
             learner.load(str(path))
             push_weights(cfg, engines, learner)
+            if cfg.train.async_rollouts:
+                upcoming = load_pending_rollout(path, start, engines.version)
             console.print(f"resumed from {path} at step {start}")
         held_out = env.load(cfg.eval.split)[: cfg.eval.limit] if cfg.eval.every else []
         probe = None  # a fixed sequence whose log-probs must agree between learner and engines after every sync
@@ -165,7 +169,8 @@ def train(cfg: Config) -> Path:
         with progress_bar() as progress:
             bar = progress.add_task(f"stage {cfg.stage}", total=cfg.train.steps, completed=start, status="")
             for step in range(start, cfg.train.steps):
-                metrics, trajectories = _train_step(cfg, step, problems, env, renderer, engines, scorer, learner)
+                metrics, trajectories, upcoming = _train_step(cfg, step, problems, env, renderer, engines, scorer,
+                                                              learner, upcoming)
                 probe = probe or trajectories[0].input_ids
                 checked = time.perf_counter()
                 metrics["sync_logprob_diff"] = sync_check(probe, engines, learner)
@@ -178,7 +183,7 @@ def train(cfg: Config) -> Path:
                                 f" kl_t1 {metrics['kl_t1']:.3f}")
                 done = step + 1
                 if done == cfg.train.steps or (cfg.train.save_every and done % cfg.train.save_every == 0):
-                    save_checkpoint(out, done, learner)
+                    save_checkpoint(out, done, learner, files=pending_rollout_files(upcoming, engines.version))
         final = out / "final"
         learner.save(str(final), with_optimizer=False)
         end_checksums = learner.parameter_checksums()
@@ -191,10 +196,26 @@ def train(cfg: Config) -> Path:
         return final
 
 
-def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: ChatRenderer,
-                engines: RolloutGroup, scorer: RewardPool, learner) -> tuple[dict, list[Trajectory]]:
+@dataclasses.dataclass
+class StepRollout:
+    """One step's rollouts, scored and packed for the learner, and which weights generated them."""
+
+    step: int
+    trajectories: list[Trajectory]
+    batch: Batch
+    shaped: torch.Tensor
+    version: int
+    """The engines' weights version (`RolloutGroup.version`, one more per push) when they generated these."""
+    time_rollout: float
+    time_reward: float
+
+
+def collect_rollout(cfg: Config, step: int, problems: list[Problem], env, renderer: ChatRenderer,
+                    engines: RolloutGroup, scorer: RewardPool) -> StepRollout:
+    """Step `step`'s prompts (from (seed, step) alone), two attempts each on the engines, scored and packed."""
     timer = time.perf_counter
     t0 = timer()
+    version = engines.version
     params = SamplingParams(cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens,
                             seed=cfg.seed * 1_000_003 + step)
     batch_problems = step_problems(problems, step, cfg.train.prompts_per_step, cfg.seed)
@@ -204,12 +225,33 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
     assign_rewards(trajectories, scorer.score)
     t2 = timer()
     batch, shaped = make_batch(trajectories, cfg)
-    stats = learner.train_step(batch, kl_mode=cfg.algo.kl_mode, loss_agg=cfg.algo.loss_agg,
-                               micro_batch_size=cfg.train.micro_batch_size, max_grad_norm=cfg.train.max_grad_norm,
-                               tis_cap=cfg.algo.tis_cap)
+    return StepRollout(step, trajectories, batch, shaped, version, t1 - t0, t2 - t1)
+
+
+def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: ChatRenderer,
+                engines: RolloutGroup, scorer: RewardPool, learner, prefetched: StepRollout | None = None
+                ) -> tuple[dict, list[Trajectory], StepRollout | None]:
+    """Rollout (or the one `prefetched` during the previous update), update, weight push. With `train.async` the
+    next step's rollout is generated while the learner updates (the engines still hold the previous weights) and
+    returned, to be this function's `prefetched` at the next step."""
+    timer = time.perf_counter
+    t0 = timer()
+    rollout = prefetched or collect_rollout(cfg, step, problems, env, renderer, engines, scorer)
+    # Every earlier update has been pushed, so the learner's policy is the engines' current version: the
+    # difference is how many updates behind the rollouts' weights are (0 on-policy, 1 under train.async).
+    staleness = engines.version - rollout.version
+    t2 = timer()
+    handle = learner.submit_train_step(rollout.batch, kl_mode=cfg.algo.kl_mode, loss_agg=cfg.algo.loss_agg,
+                                       micro_batch_size=cfg.train.micro_batch_size,
+                                       max_grad_norm=cfg.train.max_grad_norm, tis_cap=cfg.algo.tis_cap)
+    upcoming = None
+    if cfg.train.async_rollouts and step + 1 < cfg.train.steps:
+        upcoming = collect_rollout(cfg, step + 1, problems, env, renderer, engines, scorer)
+    stats = learner.wait(handle)
     t3 = timer()
     push_weights(cfg, engines, learner)
     t4 = timer()
+    trajectories, shaped = rollout.trajectories, rollout.shaped
     outcome = self_correction_metrics([t.r1 for t in trajectories], [t.r2 for t in trajectories])
     generated = sum(len(t.y1.token_ids) + len(t.y2.token_ids) for t in trajectories)
     return {
@@ -225,22 +267,52 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
         "truncated_t1": float(np.mean([not t.y1.finished for t in trajectories])),
         "truncated_t2": float(np.mean([not t.y2.finished for t in trajectories])),
         "n_samples": len(trajectories),
-        "time_rollout": t1 - t0,
-        "time_reward": t2 - t1,
-        "time_update": t3 - t2,
+        "staleness": staleness,
+        "time_rollout": rollout.time_rollout,  # under train.async: generated during the previous update
+        "time_reward": rollout.time_reward,
+        "time_update": t3 - t2,  # under train.async: includes the next step's rollout, which overlaps it
         "time_sync": t4 - t3,
-        "time_step": t4 - t0,  # rollout + reward + update + sync (the learner's own phases: time_ref_forward, ...)
+        "time_step": t4 - t0,  # wall clock of the whole step: what train.async shortens (the learner's own phases:
+        # time_ref_forward, time_policy_forward, ...)
         "generated_tokens": generated,  # both attempts of every sample
         "tokens_per_s": generated / (t4 - t0),
         "rollout_restarts": engines.restarts,
-    }, trajectories
+    }, trajectories, upcoming
+
+
+PENDING_ROLLOUT = "pending_rollout.pkl"
+"""Under train.async, a checkpoint's rollout for the next step, generated before the checkpoint's last update."""
+
+
+def pending_rollout_files(rollout: StepRollout | None, version: int) -> dict[str, bytes]:
+    """The checkpoint file that lets a resumed train.async run continue exactly: the next step's rollout (made with
+    the weights before the checkpoint's last update, which the checkpoint does not hold) and its staleness."""
+    if rollout is None:
+        return {}
+    return {PENDING_ROLLOUT: pickle.dumps((version - rollout.version, rollout))}
+
+
+def load_pending_rollout(path: Path, step: int, version: int) -> StepRollout | None:
+    """The checkpoint's pending rollout for `step`, its version set to be as stale as it was; None when the
+    checkpoint has none (saved by a synchronous run, or at a run's last step): the first resumed step then generates
+    on-policy."""
+    file = path / PENDING_ROLLOUT
+    if not file.is_file():
+        return None
+    staleness, rollout = pickle.loads(file.read_bytes())
+    if rollout.step != step:
+        raise RuntimeError(f"{file} holds the rollout of step {rollout.step + 1}, not of step {step + 1}; delete it to "
+                           "resume with a fresh rollout")
+    return dataclasses.replace(rollout, version=version - staleness)
 
 
 def push_weights(cfg: Config, engines: RolloutGroup, learner: LearnerGroup) -> None:
-    """Learner -> every engine, in place: safetensors buckets through Ray's object store, or NCCL/IPC on GPUs.
-    Either way every learner rank gathers the full tensors together, a bucket (or a tensor) at a time."""
+    """Learner -> every engine, in place: flat buckets through Ray's object store (`score.flat_weights`), in the
+    engines' dtype (a bfloat16 engine gets bfloat16 bytes, half of fp32), or NCCL/IPC on GPUs. Either way every
+    learner rank gathers the full tensors together, a bucket (or a tensor) at a time."""
     if cfg.rollout.weight_sync == "blob":
-        engines.update_weights(learner.weight_buckets)
+        dtype = cfg.rollout.engine_kwargs.get("dtype", "float32")
+        engines.update_weights(lambda: learner.weight_buckets(dtype))
     else:
         engines.pushed_weights(learner.send_weights)
 
@@ -264,10 +336,13 @@ def sync_check(sequence: list[int], engines: RolloutGroup, learner) -> float:
     return max(float(np.max(np.abs(np.array(lp[0]) - learner_lp))) for lp in engines.sequence_logprobs([sequence]))
 
 
-def save_checkpoint(out: Path, step: int, learner, **state: int) -> None:
-    """OUTPUT_DIR/checkpoints/step_N: policy, optimizer, RNG; trainer_state.json ({"step": N, **state}) last."""
+def save_checkpoint(out: Path, step: int, learner, files: dict[str, bytes] | None = None, **state: int) -> None:
+    """OUTPUT_DIR/checkpoints/step_N: policy, optimizer, RNG, any extra `files` (name -> bytes); trainer_state.json
+    ({"step": N, **state}) last."""
     path = out / "checkpoints" / f"step_{step}"
     learner.save(str(path), with_optimizer=True)
+    for name, data in (files or {}).items():
+        (path / name).write_bytes(data)
     (path / "trainer_state.json").write_text(json.dumps({"step": step, **state}))
 
 

@@ -7,7 +7,10 @@ never a decode/re-encode round trip between what was sampled and what is trained
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from score.flat_weights import FlatBucket
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,11 @@ class Engine(Protocol):
         """Sample one completion per prompt, in order. Deterministic for a given seed and weights."""
         ...
 
-    def update_weights(self, blob: bytes, partial: bool = False) -> None:
-        """Replace the weights in place with a `safetensors.torch.save(state_dict)` blob (HF parameter names).
+    def update_weights(self, weights: bytes | FlatBucket, partial: bool = False) -> None:
+        """Replace the weights in place (HF parameter names): a `score.flat_weights.FlatBucket` (what the trainer
+        sends: one flat buffer, read in place) or a `safetensors.torch.save(state_dict)` blob.
 
-        partial: the blob is one bucket of a stream (whole decoder layers); the other weights stay as they are."""
+        partial: the weights are one bucket of a stream (whole decoder layers); the other weights stay as they are."""
         ...
 
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from score.engines.base import Completion, SamplingParams
+from score.flat_weights import FlatBucket, tensors
 from score.weights import load_shareable_state
 
 
@@ -75,8 +76,10 @@ class HFEngine:
             )
         return completions
 
-    def update_weights(self, blob: bytes, partial: bool = False) -> None:
-        state = safetensors.torch.load(blob)
+    def update_weights(self, weights: bytes | FlatBucket, partial: bool = False) -> None:
+        """Copy new weights into the model: a `FlatBucket` (zero-copy views of its buffer, which Ray maps from the
+        object store) or a safetensors blob. Tensors in another dtype are cast by the copy."""
+        state = dict(tensors(weights)) if isinstance(weights, FlatBucket) else safetensors.torch.load(weights)
         if partial:  # one bucket of a stream: only names the model has
             unexpected = self.model.load_state_dict(state, strict=False).unexpected_keys
             if unexpected:

@@ -4,8 +4,9 @@ The engine speaks token ids only (`TokensPrompt` in, generated ids out), returns
 every sampled token under the raw model distribution, and swaps in new policy weights in place, without touching the
 disk or restarting vLLM.
 
-Weight updates (`update_weights(blob)`) run a small function inside every vLLM worker through `LLM.collective_rpc`:
-the worker deserialises the safetensors blob and feeds it to `model_runner.reload_weights`, vLLM's own in-place
+Weight updates (`update_weights(bucket)`) run a small function inside every vLLM worker through `LLM.collective_rpc`:
+the worker maps the bucket from shared memory (or deserialises a safetensors blob) and feeds (name, tensor) pairs to
+`model_runner.reload_weights`, vLLM's own in-place
 reloader (it knows how checkpoint names map onto fused, repacked parameters; a plain `model.load_weights` fails on CPU).
 Sending a callable needs `VLLM_ALLOW_INSECURE_SERIALIZATION=1`, set below before vLLM is imported. The callable is
 ours and runs in our own worker processes, so the pickle is trusted. On GPUs the same path works; NCCL / CUDA IPC
@@ -31,28 +32,56 @@ import random
 os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
 
 from score.engines.base import Completion, SamplingParams
+from score.engines.shared_buffer import SharedBuffer
+from score.flat_weights import FlatBucket
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
 
-def _reload_weights_in_worker(worker, blob: bytes, partial: bool = False) -> None:
+def _reload_weights_in_worker(worker, blob: bytes, partial: bool = False) -> float:
     """Runs inside each vLLM worker process (`collective_rpc` passes the worker first): load the blob in place."""
-    import logging
-
     import safetensors.torch
 
-    state = safetensors.torch.load(blob)
-    # A bucket leaves most layers out; vLLM keeps those as they are but warns once per layer that it loaded nothing.
-    quiet = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise") if partial else None
-    level = quiet.level if quiet else None
-    if quiet:
-        quiet.setLevel(logging.ERROR)
+    return _reload(worker, iter(safetensors.torch.load(blob).items()), partial)
+
+
+def _reload_shared_in_worker(worker, path: str, nbytes: int, layout: tuple, partial: bool = False) -> float:
+    """Runs inside each vLLM worker process: map the rollout worker's shared-memory bucket and load zero-copy views
+    of it in place (`score.engines.shared_buffer`)."""
+    from score.engines.shared_buffer import map_for_reading
+    from score.flat_weights import views
+
+    mapped = map_for_reading(path, nbytes)
     try:
-        worker.model_runner.reload_weights(weights_iterator=iter(state.items()))
+        return _reload(worker, views(mapped, layout), partial)
     finally:
-        if quiet:
-            quiet.setLevel(level)
+        try:
+            mapped.close()
+        except BufferError:  # a view is still referenced somewhere: the map is released with it
+            pass
+
+
+def _reload(worker, weights, partial: bool) -> float:
+    """vLLM's own in-place reloader over (name, tensor) pairs, then the tied layers' refresh; returns the seconds
+    vLLM spent (what no transport can save: it re-processes each layer, e.g. repacks weights for the CPU GEMMs)."""
+    import logging
+    import time
+
+    start = time.perf_counter()
+    # A bucket leaves most layers out; vLLM keeps those as they are but warns once per layer that it loaded nothing,
+    # and lists every weight the bucket did not hold.
+    quiet = [logging.getLogger(f"vllm.model_executor.model_loader.reload.{name}") for name in ("layerwise", "inplace")
+             ] if partial else []
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        worker.model_runner.reload_weights(weights_iterator=weights)
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
     _refresh_tied_layers(worker.model_runner.get_model())
+    return time.perf_counter() - start
 
 
 def _refresh_tied_layers(model) -> None:
@@ -137,6 +166,10 @@ class VLLMEngine:
         from vllm import LLM
         from vllm.platforms import current_platform
 
+        self._shared: SharedBuffer | None = None  # made at the first flat-bucket weight update
+        self.reload_seconds = 0.0
+        """Seconds vLLM's workers spent in their own reloader over all updates (the rest is transport)."""
+
         if dtype not in _DTYPES:
             raise ValueError(f"dtype={dtype!r} is not supported; use one of {_DTYPES}.")
         on_cpu = current_platform.is_cpu()
@@ -207,15 +240,26 @@ class VLLMEngine:
             completions.append(Completion(token_ids=ids, logprobs=logprobs, finished=sample.finish_reason == "stop"))
         return completions
 
-    def update_weights(self, blob: bytes, partial: bool = False) -> None:
-        """Load a `safetensors.torch.save(state_dict)` blob into every worker in place, then drop stale KV.
+    def update_weights(self, weights: bytes | FlatBucket, partial: bool = False) -> None:
+        """Load new weights into every worker in place, then drop stale KV.
 
+        weights: a `FlatBucket` (the trainer's form: copied once into a shared-memory file that every vLLM worker
+        maps and loads from, with no serialisation; `score.engines.shared_buffer`), or a
+        `safetensors.torch.save(state_dict)` blob (sent through vLLM's RPC channel and parsed in the worker).
         Keys are Hugging Face parameter names. Send tensors in the engine's dtype to move fewer bytes; a model with
         tied embeddings sends the shared tensor once, under the embedding's name (`score.weights.shareable_state`).
         partial: one bucket of a stream; it must hold whole decoder layers (vLLM reloads fused qkv / gate_up
         parameters layer by layer), the layers it leaves out keep their weights.
         """
-        self.llm.collective_rpc(_reload_weights_in_worker, args=(blob, partial))
+        if isinstance(weights, FlatBucket):
+            if self._shared is None:
+                self._shared = SharedBuffer()
+            path = self._shared.write(weights.data)
+            seconds = self.llm.collective_rpc(_reload_shared_in_worker,
+                                              args=(path, weights.nbytes, weights.layout, partial))
+        else:
+            seconds = self.llm.collective_rpc(_reload_weights_in_worker, args=(weights, partial))
+        self.reload_seconds += max(seconds)
         self.llm.reset_prefix_cache()
 
     def sequence_logprobs(self, sequences: list[list[int]]) -> list[list[float]]:
@@ -236,6 +280,9 @@ class VLLMEngine:
 
     def shutdown(self) -> None:
         """Stop vLLM's engine-core (and worker) processes; the engine is unusable afterwards."""
+        if getattr(self, "_shared", None) is not None:
+            self._shared.close()
+            self._shared = None
         llm = getattr(self, "llm", None)
         if llm is None:
             return

@@ -88,3 +88,22 @@ def test_every_launch_config_loads(path, tiny_model_path):
         return
     cfg = load_config(path, [f"model.path={tiny_model_path}", "init_from=null"])
     assert cfg.stage in (1, 2)
+
+
+def test_async_needs_truncated_importance_sampling(cfg_file):
+    # one update behind the learner without the IS correction would be silently off-policy: refused, naming both
+    # fields and the fix
+    fix = r"train.async=true needs algo.tis_cap > 0.*algo.tis_cap=2.*train.async=false"
+    with pytest.raises(ConfigError, match=fix):
+        load_config(cfg_file, ["train.async=true"])
+    assert load_config(cfg_file, ["train.async=true", "algo.tis_cap=2"]).train.async_rollouts is True
+    assert load_config(cfg_file).train.async_rollouts is False  # off by default
+
+
+def test_async_key_in_yaml_and_its_field_name_are_one_setting(cfg_file):
+    cfg_file.write_text(cfg_file.read_text() + "  tis_cap: 2.0\ntrain:\n  async: true\n")
+    assert load_config(cfg_file).train.async_rollouts is True
+    assert load_config(cfg_file, ["train.async=false"]).train.async_rollouts is False  # overrides still win
+    with pytest.raises(ConfigError, match="train.async and train.async_rollouts are the same setting"):
+        load_config(None, [f"model.path={load_config(cfg_file).model.path}", "train.async=true",
+                           "train.async_rollouts=true", "algo.tis_cap=2"])

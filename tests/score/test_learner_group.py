@@ -8,6 +8,7 @@ import ray
 import safetensors.torch
 import torch
 
+from score import flat_weights
 from score.learner import Batch, SequenceBatch
 from score.learner_group import LearnerGroup, deal_rows, split_batch, split_rows
 from score.threads import node_cores
@@ -37,7 +38,7 @@ def _weights(group: LearnerGroup, folder) -> dict[str, torch.Tensor]:
 
 
 def _stream(group: LearnerGroup) -> tuple[int, dict[str, torch.Tensor]]:
-    buckets = [safetensors.torch.load(ray.get(ref)) for ref in group.weight_buckets()]
+    buckets = [dict(flat_weights.tensors(ray.get(ref))) for ref in group.weight_buckets()]
     return len(buckets), {k: v for b in buckets for k, v in b.items()}
 
 

@@ -81,3 +81,34 @@ def test_gpu_sender_source_sends_the_tied_tensor_once(tied_model_path):
     names = [meta.name for meta in ModuleSource(model).metadata()]
     assert "lm_head.weight" not in names and "model.embed_tokens.weight" in names
     assert set(names) <= set(shareable_state(model))
+
+
+def test_flat_bucket_stream_reaches_the_hf_engine(tied_model_path):
+    # the trainer's sync: several buckets of whole layers, the tied tensor once, loaded in place
+    learner = Learner(str(tied_model_path), lr=1e-2, sync_bucket_bytes=40_000)
+    _perturb(learner.policy)
+    engine = HFEngine(str(tied_model_path))
+    count = learner.weight_bucket_count()
+    assert count > 1
+    for index in range(count):
+        engine.update_weights(learner.weight_bucket(index), partial=True)
+    sequence = list(range(3, 40))
+    assert engine.sequence_logprobs([sequence])[0] == pytest.approx(learner.sequence_logprobs([sequence])[0], abs=1e-5)
+    assert engine.model.lm_head.weight.data_ptr() == engine.model.model.embed_tokens.weight.data_ptr()
+
+
+def test_bf16_buckets_give_a_bf16_engine_the_weights_fp32_buckets_give_it(tied_model_path):
+    # half the bytes, nothing lost: the engine rounds fp32 to bf16 on load exactly as the learner's cast does
+    learner = Learner(str(tied_model_path), lr=1e-2, sync_bucket_bytes=40_000)
+    _perturb(learner.policy)
+    engines = {}
+    for dtype in ("float32", "bfloat16"):
+        engine = HFEngine(str(tied_model_path), dtype="bfloat16")
+        buckets = [learner.weight_bucket(i, dtype) for i in range(learner.weight_bucket_count())]
+        for bucket in buckets:
+            engine.update_weights(bucket, partial=True)
+        engines[dtype] = (engine, sum(b.nbytes for b in buckets))
+    (fp32_engine, fp32_bytes), (bf16_engine, bf16_bytes) = engines["float32"], engines["bfloat16"]
+    assert bf16_bytes < 0.51 * fp32_bytes
+    for name, tensor in fp32_engine.model.state_dict().items():
+        assert torch.equal(bf16_engine.model.state_dict()[name], tensor), name
