@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+ANSWER_LINE = "Compute the result. Reply with one line: The final answer is <number>."
+"""The answer-format system prompt (chosen on the train split of 2-digit arithmetic: it cut answers to ~11 tokens)."""
+
 CANDIDATES: dict[str, dict[str, Any]] = {
     "arithmetic_1d": {"env": "arithmetic", "kwargs": {"digits": 1, "ops": "+-*", "num_train": 200, "num_test": 50},
                       "max_new_tokens": 64},
@@ -32,6 +35,20 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                                           "num_test": 500}, "max_new_tokens": 64},
     "arithmetic_3d": {"env": "arithmetic", "kwargs": {"digits": 3, "ops": "+-", "num_train": 2000, "num_test": 500},
                       "max_new_tokens": 64},
+    "arithmetic_small": {"env": "arithmetic", "kwargs": {"max_operand": 20, "ops": "+-*", "num_train": 823,
+                                                         "num_test": 500, "system_prompt": ANSWER_LINE},
+                         "max_new_tokens": 48},
+    "arithmetic_small_words": {"env": "arithmetic", "kwargs": {"max_operand": 20, "ops": "+-*", "num_train": 823,
+                                                               "num_test": 500, "system_prompt": ANSWER_LINE,
+                                                               "prompt_template": "What is {a} {op_word} {b}?"},
+                               "max_new_tokens": 48},
+    "arithmetic_small_spaced": {"env": "arithmetic", "kwargs": {"max_operand": 20, "ops": "+-*", "num_train": 823,
+                                                                "num_test": 500, "system_prompt": ANSWER_LINE,
+                                                                "prompt_template": "{a} {op} {b} = ?"},
+                                "max_new_tokens": 48},
+    "arithmetic_1d_answer_line": {"env": "arithmetic", "kwargs": {"max_operand": 9, "ops": "+-*", "num_train": 200,
+                                                                  "num_test": 100, "system_prompt": ANSWER_LINE},
+                                  "max_new_tokens": 48},
     "word_problems": {"env": "word_problems", "kwargs": {}, "max_new_tokens": 160},
     "word_problems_small": {"env": "word_problems", "kwargs": {"max_value": 20}, "max_new_tokens": 160},
     "rg_basic_arithmetic": {"env": "reasoning_gym", "kwargs": {"tasks": "basic_arithmetic", "size": 200},

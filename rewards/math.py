@@ -8,9 +8,9 @@ r"""Math answer checking: find the final answer of a solution, decide whether it
 
 What "equal" means (the structure policy lives in `rewards.math_compare`): numbers in any form (thousands
 separators, decimals, `\frac`, `a/b`, mixed numbers, scientific notation, repeating decimals, subscripted bases,
-`%` when only one side has it), radicals and pi, expressions equal after algebra, `x = 5` vs `5`, intervals (ends
-must match), tuples (ordered), sets and bare comma lists (unordered), `\pm`, matrices, degrees, multiple-choice
-letters, `\infty`; different units are different answers, a unit on one side only is dropped.
+`%` when only one side has it), radicals and pi, expressions equal after algebra, `x = 5` vs `5`, worked arithmetic
+by its last side (`3*4 = 12` vs `12`), intervals (ends must match), tuples (ordered), sets and bare comma lists
+(unordered), `\pm`, matrices, degrees, multiple-choice letters, `\infty`; different units are different answers, a unit on one side only is dropped.
 
 Numbers, chosen so that a policy trained on this reward cannot farm a near miss:
 

@@ -34,6 +34,9 @@ _VARIABLE = re.compile(
     r"|[A-Za-z](?:_\{?\w+\}?)?(?::[A-Za-z](?:_\{?\w+\}?)?)+)$"
 )
 _WORD = re.compile(r"^[a-zA-Z][a-zA-Z ]+$")
+_LATEX_OPERATORS = re.compile(r"\\(?:times|cdot|div|frac|dfrac|tfrac|left|right)")
+_ARITHMETIC = re.compile(r"^[\d\s.+\-*/()^{}\[\]]+$")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
 class NeedsSympy(Exception):
@@ -50,6 +53,10 @@ def answers_equal(prediction: str, reference: str, *, rel_tol: float, leaf_sympy
     >>> answers_equal("x = 5", "5", rel_tol=1e-4, leaf_sympy=None)
     True
     >>> answers_equal("0.33", "1/3", rel_tol=1e-4, leaf_sympy=None)
+    False
+    >>> answers_equal("3*4 = 12", "12", rel_tol=1e-4, leaf_sympy=None)
+    True
+    >>> answers_equal("8-14 = 1", "-6", rel_tol=1e-4, leaf_sympy=None)
     False
     """
     check_size(prediction)
@@ -238,10 +245,17 @@ def _equations_equal(pred: list[str], ref: list[str], rel_tol: float, leaf_sympy
             return leaf_sympy(f"{pred[0]}-({pred[1]})", f"{ref[0]}-({ref[1]})", rel_tol, equation=True)
         return False
     equation, value = (pred, ref[0]) if len(pred) > 1 else (ref, pred[0])
-    # Only "name = value" unwraps; "x + y = 3" vs "3" is not the same answer.
-    if not all(_VARIABLE.match(side) for side in equation[:-1]):
+    # "name = value" unwraps, and so does worked arithmetic ending in its value ("3 \times 4 = 12": the answer is the
+    # last side, as math-verify reads it); "x + y = 3" vs "3" is not the same answer.
+    if not all(_VARIABLE.match(side) or _is_arithmetic(side) for side in equation[:-1]):
         return False
     return _equal(equation[-1], value, rel_tol, leaf_sympy) if len(pred) > 1 else _equal(value, equation[-1], rel_tol, leaf_sympy)
+
+
+def _is_arithmetic(side: str) -> bool:
+    """Numbers and operators only: `3*4`, `8 - 14`, `\\frac{1}{2} \\times 6` (no variable, no word)."""
+    plain = _THOUSANDS.sub("", _LATEX_OPERATORS.sub(" ", side))
+    return bool(_ARITHMETIC.match(plain)) and any(c.isdigit() for c in side)
 
 
 def _leaf_equal(pred: str, ref: str, rel_tol: float, leaf_sympy: LeafCheck | None) -> bool:

@@ -7,7 +7,9 @@ After each update weights flow learner -> Ray's object store, one bucket at a ti
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import re
 import time
 import uuid
@@ -21,6 +23,7 @@ from envs import Problem, make_env
 from score.engines import Completion, EngineRefused, SamplingParams, engine_kind, start_engine
 from score.flat_weights import FlatBucket
 from score.learner_group import LearnerGroup
+from score.threads import phase_threads, use_cores
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +39,16 @@ class RolloutWorker:
     came back from a restart with its initial weights refuses to generate instead of silently sampling from them.
     """
 
-    def __init__(self, kind: str, model_path: str, engine_kwargs: dict[str, Any]) -> None:
+    def __init__(self, kind: str, model_path: str, engine_kwargs: dict[str, Any], threads: int = 0,
+                 sharing: int = 1) -> None:
         self.engine, self.refusal = start_engine(kind, model_path, **engine_kwargs)
         self.version = 0
+        # The transformers engine computes in this process, which Ray started with OMP_NUM_THREADS = num_cpus (1 by
+        # default); it generates with its share of the node's cores instead. vLLM places its own threads.
+        self.threads = phase_threads(threads, sharing) if engine_kind(self.engine) == "hf" else None
+
+    def _cores(self) -> contextlib.AbstractContextManager:
+        return use_cores(self.threads) if self.threads else contextlib.nullcontext()
 
     def engine_info(self) -> tuple[str, str | None]:
         """Which engine runs here ('vllm' or 'hf') and, when `auto` fell back, vLLM's one-line refusal."""
@@ -47,7 +57,8 @@ class RolloutWorker:
     def generate(self, prompts: list[list[int]], params: SamplingParams, version: int = 0) -> list[Completion]:
         if version != self.version:
             raise StaleWeightsError(f"worker has weights version {self.version}, driver expects {version}")
-        return self.engine.generate(prompts, params)
+        with self._cores():
+            return self.engine.generate(prompts, params)
 
     def update_weights(self, weights: bytes | FlatBucket, version: int = 0, partial: bool = False) -> None:
         """Ray resolves the object ref before the call; a `FlatBucket`'s buffer is then a view of the object store's
@@ -67,13 +78,14 @@ class RolloutWorker:
     def sequence_logprobs(self, sequences: list[list[int]], version: int = 0) -> list[list[float]]:
         if version != self.version:
             raise StaleWeightsError(f"worker has weights version {self.version}, driver expects {version}")
-        return self.engine.sequence_logprobs(sequences)
+        with self._cores():
+            return self.engine.sequence_logprobs(sequences)
 
     def where(self) -> dict[str, Any]:
-        """Process id and Ray node id of this worker (for operators and tests)."""
+        """Process id, Ray node id and generation threads (None: the engine places its own) of this worker."""
         import os
 
-        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "threads": self.threads}
 
     def shutdown(self) -> None:
         self.engine.shutdown()
@@ -108,14 +120,17 @@ class RolloutGroup:
     """Shards prompts across rollout workers; recovers once from a worker that died (restart + weight re-sync)."""
 
     def __init__(self, kind: str, model_path: str, engine_kwargs: dict[str, Any], *, num_engines: int,
-                 num_cpus: float, num_gpus: float, timeout_s: float) -> None:
+                 num_cpus: float, num_gpus: float, timeout_s: float, threads: int = 0) -> None:
         actor = ray.remote(RolloutWorker)
         run = uuid.uuid4().hex[:8]
+        # engines that share a node's cores (SPREAD places them evenly over the nodes that have CPUs)
+        nodes = sum(1 for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU"))
+        sharing = math.ceil(num_engines / max(1, min(num_engines, nodes)))
         # Named, so that operators (and the fault-injection test) can find a run's workers with ray.get_actor.
         self.workers = [
             actor.options(name=f"score-rollout-{run}-{i}", num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=1,
                           scheduling_strategy="SPREAD")
-            .remote(kind, model_path, engine_kwargs)
+            .remote(kind, model_path, engine_kwargs, threads, sharing)
             for i in range(num_engines)
         ]
         self.timeout_s = timeout_s
@@ -259,7 +274,8 @@ def start_learner(cfg: Any, **kwargs: Any) -> LearnerGroup:
     kwargs are the `Learner`'s model arguments (model_path, init_from, seed)."""
     return LearnerGroup(num_ranks=cfg.learner.num_ranks, num_cpus=cfg.ray.learner_num_cpus,
                         num_gpus=cfg.ray.learner_num_gpus, placement=cfg.learner.placement,
-                        timeout_s=cfg.learner.timeout_s, dtype=cfg.model.dtype, lr=cfg.train.lr,
+                        timeout_s=cfg.learner.timeout_s, threads=cfg.ray.learner_threads, dtype=cfg.model.dtype,
+                        lr=cfg.train.lr,
                         weight_decay=cfg.train.weight_decay, gradient_checkpointing=cfg.train.gradient_checkpointing,
                         logprob_chunk_tokens=cfg.train.logprob_chunk_tokens,
                         sync_bucket_bytes=int(cfg.learner.sync_bucket_mb * (1 << 20)), **kwargs)

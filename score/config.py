@@ -58,6 +58,9 @@ class RolloutConfig:
     """Extra engine arguments (vLLM: kv_cache_memory_bytes, tensor_parallel_size, ...)."""
     num_cpus: float = 1.0
     """CPUs reserved for each rollout actor."""
+    threads: int = 0
+    """Torch threads of a transformers (hf) engine while it generates; 0: the node's cores divided by the engines on
+    that node (in the synchronous loop the learner waits meanwhile). vLLM on CPU places its own threads."""
     num_gpus: float = 0.0
     """GPUs reserved for each rollout actor."""
     timeout_s: float = 1800.0
@@ -144,6 +147,9 @@ class RayConfig:
     """CPUs reserved for each learner rank (learner.num_ranks actors)."""
     learner_num_gpus: float = 0.0
     """GPUs reserved for each learner rank: 1 on a GPU cluster (the rank's FSDP shard and NCCL live there)."""
+    learner_threads: int = 0
+    """Torch threads of each learner rank while it works; 0: the node's cores divided by the ranks on that node (in
+    the synchronous loop the engines wait meanwhile). Ray alone would give each actor num_cpus threads."""
 
 
 @dataclass
@@ -308,6 +314,9 @@ def validate_shared(cfg: Any) -> None:
         raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs rollout.engine=vllm (GPU)")
     if cfg.rollout.temperature < 0:
         raise ConfigError(f"rollout.temperature: must be >= 0, got {cfg.rollout.temperature}")
+    for key, value in (("rollout.threads", cfg.rollout.threads), ("ray.learner_threads", cfg.ray.learner_threads)):
+        if value < 0:
+            raise ConfigError(f"{key}: must be >= 0 (0 = auto: the node's cores / processes sharing them), got {value}")
     if cfg.learner.sync_bucket_mb <= 0:
         raise ConfigError(f"learner.sync_bucket_mb: must be > 0, got {cfg.learner.sync_bucket_mb}")
 

@@ -6,7 +6,8 @@ It runs inside a Ray actor (see `score.actors`), but is a plain class so that te
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +139,42 @@ def checkpoint_layers(model: torch.nn.Module) -> None:
         layer.forward = checkpointed  # an instance attribute: parameter names and state dicts are unchanged
 
 
+def length_order(lengths: list[int]) -> list[int]:
+    """Row indices, longest sequence first (ties keep their order).
+
+    Micro-batches cut from this order hold sequences of similar length, so each is padded only to its own longest
+    row and little padding is computed; the longest come first so that a step that runs out of memory does so at once.
+
+    >>> length_order([3, 9, 5, 9])
+    [1, 3, 2, 0]
+    """
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+
+PHASES = ("time_ref_forward", "time_policy_forward", "time_backward", "time_optimizer")
+"""Per-phase seconds of an update that `train_step` reports, each summed over the micro-batches (this rank's)."""
+
+
+class PhaseClock:
+    """Wall seconds per named phase, summed over the micro-batches (CUDA work is waited for before each reading)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[phase] += time.perf_counter() - start
+
+
 class Learner:
     """Policy, frozen reference and AdamW on one process, or one rank of N (see `score.learner_group`).
 
@@ -215,23 +252,36 @@ class Learner:
     ) -> dict[str, float]:
         """One policy-gradient update on the whole batch, accumulating gradients over micro-batches.
 
-        With N ranks, `batch` is this rank's part; the denominator (trained tokens or samples) is the global one.
+        Micro-batches are cut from the batch sorted by length (`length_order`), each padded to its own longest row:
+        the loss is a sum over sequences divided by one batch-wide denominator (trained tokens for token_mean,
+        samples for seq_mean), so the order in which sequences are grouped does not change the gradient. The frozen
+        reference runs once per micro-batch, i.e. once per sequence and step. With N ranks, `batch` is this rank's
+        part; the denominator and the returned statistics are global, the phase times (time_*) are this rank's.
         """
+        step_start = time.perf_counter()
+        clock = PhaseClock(self.device)
         size = len(batch.input_ids)
         local_tokens = sum(sum(1 for t in turns[1:] if t > 0) for turns in batch.turn_ids)
         trained_tokens, global_size = sharding.all_sum([float(local_tokens), float(size)], self.device)
         denominator = max(trained_tokens, 1) if loss_agg == "token_mean" else global_size
         kl_weights = torch.tensor(batch.turn_kl_weights, dtype=torch.float32, device=self.device)
-        sums = {"loss": 0.0, "kl_t1": 0.0, "kl_t2": 0.0, "n_t1": 0.0, "n_t2": 0.0, "mismatch": 0.0, "is_clip": 0.0}
+        sums = {"loss": 0.0, "kl_t1": 0.0, "kl_t2": 0.0, "n_t1": 0.0, "n_t2": 0.0, "mismatch": 0.0, "is_clip": 0.0,
+                "tokens": 0.0, "positions": 0.0}
         self.optimizer.zero_grad(set_to_none=True)
-        starts = list(range(0, size, micro_batch_size))
+        order = length_order([len(ids) for ids in batch.input_ids])
+        micro_batches = [order[i:i + micro_batch_size] for i in range(0, size, micro_batch_size)]
         # FSDP ranks must run the same number of forward/backward passes: a rank with fewer micro-batches runs
         # empty ones (a padding token, nothing trained), which contribute zero gradient.
-        for index in range(sharding.all_max(len(starts), self.device)):
-            if index < len(starts):
-                rows = slice(starts[index], starts[index] + micro_batch_size)
-                ids, turns, rollout = batch.input_ids[rows], batch.turn_ids[rows], batch.rollout_logprobs[rows]
-                turn_adv = torch.tensor(batch.turn_advantages[rows], dtype=torch.float32, device=self.device)
+        for index in range(sharding.all_max(len(micro_batches), self.device)):
+            if index < len(micro_batches):
+                rows = micro_batches[index]
+                ids = [batch.input_ids[r] for r in rows]
+                turns = [batch.turn_ids[r] for r in rows]
+                rollout = [batch.rollout_logprobs[r] for r in rows]
+                turn_adv = torch.tensor([batch.turn_advantages[r] for r in rows], dtype=torch.float32,
+                                        device=self.device)
+                sums["tokens"] += sum(len(r) for r in ids)
+                sums["positions"] += len(ids) * max(len(r) for r in ids)
             else:
                 ids, turns, rollout = [[self.pad_id] * 2], [[0, 0]], [[0.0, 0.0]]
                 turn_adv = torch.zeros(1, 2, device=self.device)
@@ -242,8 +292,9 @@ class Learner:
             per_turn_w = kl_weights.expand(len(turn_adv), 2)
 
             with self._amp():
-                logp = token_logprobs(self.policy, input_ids, attention_mask, chunk_tokens=self.chunk)
-                with torch.no_grad():
+                with clock("time_policy_forward"):
+                    logp = token_logprobs(self.policy, input_ids, attention_mask, chunk_tokens=self.chunk)
+                with clock("time_ref_forward"), torch.no_grad():
                     ref_logp = token_logprobs(self.reference, input_ids, attention_mask, chunk_tokens=self.chunk)
             kl = (logp.detach() - ref_logp) * (turn_ids > 0)
             advantages = token_advantages(turn_ids, turn_adv, kl, per_turn_w, kl_mode)
@@ -257,7 +308,8 @@ class Learner:
                 logp, ref_logp, turn_ids, advantages, per_turn_w, kl_mode=kl_mode, is_weights=is_weights
             )
             loss = token_loss.sum() / denominator
-            loss.backward()
+            with clock("time_backward"):
+                loss.backward()
 
             sums["loss"] += float(loss.detach())
             for turn in (1, 2):
@@ -266,7 +318,8 @@ class Learner:
                 sums[f"n_t{turn}"] += float(mask.sum())
             sums["mismatch"] += float(((logp.detach() - rollout_logp).abs() * trained).sum())
 
-        grad_norm = self._clip_and_step(max_grad_norm)
+        with clock("time_optimizer"):
+            grad_norm = self._clip_and_step(max_grad_norm)
         sums = dict(zip(sums, sharding.all_sum(list(sums.values()), self.device)))
         n_tokens = max(sums["n_t1"] + sums["n_t2"], 1.0)
         return {
@@ -278,6 +331,11 @@ class Learner:
             "logprob_mismatch": sums["mismatch"] / n_tokens,
             "is_clip_frac": sums["is_clip"] / n_tokens,
             "trained_tokens": float(trained_tokens),
+            "tokens": sums["tokens"],  # real (non-padding) positions the forward passes computed, prompts included
+            "pad_frac": 1.0 - sums["tokens"] / max(sums["positions"], 1.0),
+            **clock.seconds,
+            "time_learner": time.perf_counter() - step_start,  # the whole call on this rank, phases included
+            "learner_threads": float(torch.get_num_threads()),  # torch intra-op threads the step ran with
         }
 
     def train_sequences(

@@ -3,10 +3,12 @@
 `learner.num_ranks` actors are placed by one placement group (a bundle of `ray.learner_num_cpus` CPUs and
 `ray.learner_num_gpus` GPUs per rank). Rank 0 picks the rendezvous address and port on its node; every rank joins the
 process group (gloo for CPU tensors, NCCL for CUDA ones), and the `Learner` in each shards the policy and the
-reference with FSDP2. The driver calls `LearnerGroup` methods as it called the single learner's: an update's batch is
-split into one contiguous part per rank (whole groups for `train_sequences`), every other call goes to all ranks
-with the same arguments, and rank 0's answer (global numbers) comes back. With one rank, this is the one learner
-actor of before, running the same code.
+reference with FSDP2. Each rank runs its calls with `ray.learner_threads` torch threads (0: the node's cores divided
+by the ranks on that node; in the synchronous loop the engines wait while the learner works). The driver calls
+`LearnerGroup` methods as it called the single learner's: an update's batch is dealt to the ranks round-robin in
+length order (`deal_rows`: every rank gets every length band and near-equal work; whole contiguous groups for
+`train_sequences`), every other call goes to all ranks with the same arguments, and rank 0's answer (global numbers)
+comes back. With one rank, this is the one learner actor of before, running the same code.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from score import sharding
-from score.learner import Batch, Learner, SequenceBatch
+from score import sharding, threads
+from score.learner import Batch, Learner, SequenceBatch, length_order
 
 
 class LearnerRank:
@@ -32,7 +34,13 @@ class LearnerRank:
 
         torch.set_num_threads(num_threads)
         self.rank, self.world_size = rank, world_size
+        self.threads = num_threads
         self.learner: Learner | None = None
+
+    def share_cores(self, requested: int, ranks_on_node: int) -> int:
+        """Torch threads for this rank's calls: `requested`, or (0) the node's cores / the ranks on this node."""
+        self.threads = threads.phase_threads(requested, ranks_on_node)
+        return self.threads
 
     def address(self) -> tuple[str, int]:
         return sharding.free_address()
@@ -43,7 +51,10 @@ class LearnerRank:
         self.learner = Learner(**learner_kwargs)
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.learner, method)(*args, **kwargs)
+        # Ray started this process with OMP_NUM_THREADS = its num_cpus (1 by default); the update may use the
+        # node's cores, which the engines leave idle meanwhile.
+        with threads.use_cores(self.threads):
+            return getattr(self.learner, method)(*args, **kwargs)
 
     def where(self) -> dict[str, Any]:
         """Process id, Ray node id and rank (for operators and tests)."""
@@ -75,9 +86,25 @@ def split_rows(count: int, parts: int) -> list[slice]:
     return slices
 
 
+def deal_rows(lengths: list[int], parts: int) -> list[list[int]]:
+    """Row indices for each of `parts` ranks: the rows sorted by length (longest first), dealt round-robin.
+
+    Every rank then holds sequences of every length band, so its micro-batches (cut from its own length order) pad
+    little, and the ranks get near-equal work. The update does not depend on the split: the loss is a sum over
+    sequences divided by a global denominator.
+
+    >>> deal_rows([5, 9, 2, 7, 4], 2)
+    [[1, 0, 2], [3, 4]]
+    """
+    order = length_order(lengths)
+    return [order[rank::parts] for rank in range(parts)]
+
+
 def split_batch(batch: Batch, parts: int) -> list[Batch]:
-    return [Batch(batch.input_ids[s], batch.turn_ids[s], batch.rollout_logprobs[s], batch.turn_advantages[s],
-                  batch.turn_kl_weights) for s in split_rows(len(batch.input_ids), parts)]
+    """One part per rank, dealt by length (`deal_rows`)."""
+    return [Batch([batch.input_ids[r] for r in rows], [batch.turn_ids[r] for r in rows],
+                  [batch.rollout_logprobs[r] for r in rows], [batch.turn_advantages[r] for r in rows],
+                  batch.turn_kl_weights) for rows in deal_rows([len(ids) for ids in batch.input_ids], parts)]
 
 
 def split_sequences(batch: SequenceBatch, parts: int) -> list[SequenceBatch]:
@@ -95,7 +122,7 @@ class LearnerGroup:
     """N learner ranks behind the single learner's methods (blocking calls; errors of any rank raise at once)."""
 
     def __init__(self, *, num_ranks: int = 1, num_cpus: float = 1.0, num_gpus: float = 0.0,
-                 placement: str = "PACK", timeout_s: float = 1800.0, **learner_kwargs: Any) -> None:
+                 placement: str = "PACK", timeout_s: float = 1800.0, threads: int = 0, **learner_kwargs: Any) -> None:
         self.timeout_s = timeout_s
         bundle = {"CPU": num_cpus, **({"GPU": num_gpus} if num_gpus else {})}
         self.group = placement_group([dict(bundle) for _ in range(num_ranks)], strategy=placement)
@@ -109,6 +136,9 @@ class LearnerGroup:
         try:
             address, port = self._wait([self.ranks[0].address.remote()], "rendezvous")[0]
             self._wait([r.start.remote(address, port, timeout_s, learner_kwargs) for r in self.ranks], "start")
+            nodes = [p["node_id"] for p in self.placement()]
+            self.threads = self._wait([r.share_cores.remote(threads, nodes.count(node))
+                                       for r, node in zip(self.ranks, nodes)], "thread count")
         except BaseException:
             self.shutdown()  # a rank that failed to start leaves the others waiting in the rendezvous
             raise

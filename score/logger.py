@@ -14,6 +14,8 @@ _NAMESPACE = {
     "response_len_t1": "train/response_len_t1", "response_len_t2": "train/response_len_t2",
     "loss": "loss/total", "kl_t1": "loss/kl_t1", "kl_t2": "loss/kl_t2", "grad_norm": "loss/grad_norm",
     "logprob_mismatch": "rollout/logprob_mismatch", "is_clip_frac": "rollout/is_clip_frac",
+    "pad_frac": "perf/pad_frac", "tokens": "perf/tokens", "generated_tokens": "perf/generated_tokens",
+    "tokens_per_s": "perf/tokens_per_s", "learner_threads": "perf/learner_threads",
 }
 
 

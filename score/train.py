@@ -134,7 +134,8 @@ def train(cfg: Config) -> Path:
         # Each worker resolves `auto` itself: vLLM, or the transformers engine where vLLM refuses the model.
         engines = RolloutGroup(cfg.rollout.engine, policy_path, engine_kwargs,
                                num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
-                               num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
+                               num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s,
+                               threads=cfg.rollout.threads)
         stop.callback(engines.shutdown)
         engine, refusal = engines.engine_info()
         if refusal:
@@ -171,7 +172,9 @@ def train(cfg: Config) -> Path:
                 metrics, trajectories, upcoming = _train_step(cfg, step, problems, env, renderer, engines, scorer,
                                                               learner, upcoming)
                 probe = probe or trajectories[0].input_ids
+                checked = time.perf_counter()
                 metrics["sync_logprob_diff"] = sync_check(probe, engines, learner)
+                metrics["time_sync_check"] = time.perf_counter() - checked
                 if held_out and (step + 1) % cfg.eval.every == 0:
                     metrics.update(evaluate_held_out(cfg, held_out, env, renderer, engines, scorer))
                 logger.log(metrics)
@@ -250,6 +253,7 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
     t4 = timer()
     trajectories, shaped = rollout.trajectories, rollout.shaped
     outcome = self_correction_metrics([t.r1 for t in trajectories], [t.r2 for t in trajectories])
+    generated = sum(len(t.y1.token_ids) + len(t.y2.token_ids) for t in trajectories)
     return {
         "step": step + 1,
         "stage": cfg.stage,
@@ -268,7 +272,10 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
         "time_reward": rollout.time_reward,
         "time_update": t3 - t2,  # under train.async: includes the next step's rollout, which overlaps it
         "time_sync": t4 - t3,
-        "time_step": t4 - t0,  # wall clock of the whole step: what train.async shortens
+        "time_step": t4 - t0,  # wall clock of the whole step: what train.async shortens (the learner's own phases:
+        # time_ref_forward, time_policy_forward, ...)
+        "generated_tokens": generated,  # both attempts of every sample
+        "tokens_per_s": generated / (t4 - t0),
         "rollout_restarts": engines.restarts,
     }, trajectories, upcoming
 

@@ -82,7 +82,8 @@ def run(cfg: SelfTrainConfig) -> Path:
     resolve_engine_kind(cfg.rollout.engine)  # an engine that is not installed fails here, before any actor starts
     engines = RolloutGroup(cfg.rollout.engine, first_model, dict(cfg.rollout.engine_kwargs),
                            num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
-                           num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s)
+                           num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s,
+                           threads=cfg.rollout.threads)
     _, refusal = engines.engine_info()  # `auto` where vLLM refuses the model: the transformers engine, said once
     if refusal:
         console.print(fallback_notice(refusal), markup=False, highlight=False, soft_wrap=True)

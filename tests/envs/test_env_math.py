@@ -1,5 +1,6 @@
 """The math family (MATH, MATH-500, GSM8K, any problem/answer dataset) and the offline arithmetic environment."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,26 @@ def test_math_train12k_is_train_plus_the_test_problems_outside_math500(tmp_path)
     problems = [p.prompt for p in env.load("train12k")]
     assert problems == ["t1", "t2", "t3", "x1", "x2"]  # MATH-500 problems left out, whitespace ignored
     assert [p.reference for p in env.load("train12k")] == ["0", "1", "2", "1", "3"]
+
+
+def test_arithmetic_max_operand_draws_every_operand_from_zero_to_it():
+    env = make_env("arithmetic", ops="+-*", max_operand=3, num_train=40, num_test=8)
+    problems = env.load("train") + env.load("test")
+    # 4 x 4 operand pairs x 3 ops = 48 distinct problems: all of them, none twice.
+    assert len({p.id for p in problems}) == 48
+    for p in problems:
+        a, op, b = re.fullmatch(r"(\d+)([-+*])(\d+)", p.id).groups()
+        assert int(a) <= 3 and int(b) <= 3 and p.reference == str(eval(p.id))
+    with pytest.raises(ValueError, match="only 48 distinct"):
+        make_env("arithmetic", ops="+-*", max_operand=3, num_train=41, num_test=8).load("train")
+    with pytest.raises(ValueError, match="max_operand"):
+        make_env("arithmetic", max_operand=0)
+
+
+def test_arithmetic_prompt_template_names_the_operation_in_words():
+    env = make_env("arithmetic", ops="*", max_operand=9, num_train=5, num_test=1, prompt_template="What is {a} {op_word} {b}?")
+    problem = env.load("test")[0]
+    a, b = problem.id.split("*")
+    assert problem.prompt == f"What is {a} times {b}?" and problem.reference == str(int(a) * int(b))
+    with pytest.raises(ValueError, match="prompt_template"):
+        make_env("arithmetic", prompt_template="{question}")

@@ -121,3 +121,20 @@ def test_strict_extraction_accepts_only_the_instructed_forms(text, default, stri
 )
 def test_equations_inequalities_and_grouping_in_the_forms_of_math_verify_cases(prediction, reference, equal):
     assert is_equiv(prediction, reference) is equal
+
+
+@pytest.mark.parametrize(
+    ("text", "reference", "equal"),
+    [
+        # Real SmolLM2-135M-Instruct replies to "3*4=", "6*16=", "8-14=" (instructed "The final answer is <number>"):
+        # worked arithmetic ending in its value is read by its last side, as math-verify reads `3*4 = 12`.
+        ("The final answer is 3*4 = 12.", "12", True),
+        ("The final answer is 6*16 = 92.", "96", False),
+        ("The final answer is 8-14 = 1.", "-6", False),
+        ("$\\boxed{3 \\times 4 = 12}$", "12", True),
+        ("\\boxed{\\frac{1}{2} \\cdot 6 = 3}", "3", True),
+        ("\\boxed{x + y = 12}", "12", False),  # an equation with unknowns is not a value
+    ],
+)
+def test_worked_arithmetic_ending_in_its_value_is_scored_by_that_value(text, reference, equal):
+    assert score([text], [reference]) == [1.0 if equal else 0.0]

@@ -93,3 +93,64 @@ def test_grad_norm_is_reported_before_clipping_with_the_clipped_flag(tiny_model_
         assert stats["grad_clipped"] == float(threshold == 1e-6)
     # the same pre-clip norm whatever the threshold (not the clipped one, which would be 1e-6)
     assert norms[1e-6] == pytest.approx(norms[1e6], rel=1e-6) and norms[1e6] > 1e-3
+
+
+def _mixed_batch() -> Batch:
+    """Lengths 9, 12, 7, 10 in arrival order: micro-batches of 2 cut from the length order are (12, 10) and (9, 7)."""
+    return _batch(5)
+
+
+def _grads(learner: Learner) -> torch.Tensor:
+    return torch.cat([p.grad.detach().flatten() for p in learner.policy.parameters()])
+
+
+@pytest.mark.parametrize("loss_agg", ["token_mean", "seq_mean"])
+def test_length_sorted_micro_batches_make_the_full_batch_gradient(tiny_model_path, loss_agg):
+    """Micro-batches of 2 regroup the sequences by length ((12, 10), (9, 7) instead of the arrival order's (9, 12),
+    (7, 10)); the whole batch in one pass is padded to 12. The loss is normalised over the whole batch, so gradient
+    and update are the same."""
+    results = {}
+    for micro in (2, 4):
+        learner = Learner(str(tiny_model_path), lr=1e-2, seed=0)
+        learner.train_step(_batch(1), kl_mode="loss", loss_agg=loss_agg, micro_batch_size=4)  # KL terms non-zero
+        stats = learner.train_step(_mixed_batch(), kl_mode="loss", loss_agg=loss_agg, micro_batch_size=micro,
+                                   max_grad_norm=1e6)
+        results[micro] = (stats, _grads(learner), _params(learner))
+    (a, ga, pa), (b, gb, pb) = results[2], results[4]
+    assert ga.abs().max() > 0
+    torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-6)
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-6)
+    assert a["kl_t2"] == pytest.approx(b["kl_t2"], rel=1e-4) and a["kl_t2"] != 0.0
+
+
+def test_pad_frac_counts_the_padding_of_length_sorted_micro_batches(tiny_model_path):
+    learner = Learner(str(tiny_model_path), lr=1e-2, seed=0)
+    # lengths 9, 12, 7, 10 (38 real tokens). Sorted micro-batches of 2: (12, 10) and (9, 7) compute 2*12 + 2*9 = 42
+    # positions, 4 of them padding; the arrival order's (9, 12), (7, 10) would compute 44, 6 of them padding.
+    stats = learner.train_step(_mixed_batch(), kl_mode="reward", micro_batch_size=2)
+    assert stats["tokens"] == 38
+    assert stats["pad_frac"] == pytest.approx(4 / 42)
+    # one micro-batch of all four is padded to 12: 48 positions, 10 of them padding
+    whole = learner.train_step(_mixed_batch(), kl_mode="reward", micro_batch_size=4)
+    assert whole["pad_frac"] == pytest.approx(10 / 48)
+    # micro-batches of one sequence pad nothing
+    assert learner.train_step(_mixed_batch(), kl_mode="reward", micro_batch_size=1)["pad_frac"] == 0.0
+
+
+def test_train_step_reports_each_phase_time(tiny_model_path):
+    from score.learner import PHASES
+
+    learner = Learner(str(tiny_model_path), lr=1e-2, seed=0)
+    stats = learner.train_step(_batch(), kl_mode="reward", micro_batch_size=2)
+    assert set(PHASES) == {"time_ref_forward", "time_policy_forward", "time_backward", "time_optimizer"}
+    assert all(stats[phase] > 0 for phase in PHASES)
+    # the phases are parts of the whole call
+    assert sum(stats[phase] for phase in PHASES) <= stats["time_learner"]
+
+
+def test_length_order_puts_the_longest_first_and_keeps_ties_in_order():
+    from score.learner import length_order
+
+    assert length_order([3, 9, 5, 9, 1]) == [1, 3, 2, 0, 4]
+    assert length_order([]) == []
