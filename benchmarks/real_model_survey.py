@@ -7,6 +7,7 @@ and task are chosen here). One vLLM engine (bf16) serves every candidate.
 
     python benchmarks/real_model_survey.py --limit 100 --temperatures 0 1 --out runs/survey
     python benchmarks/real_model_survey.py --only word_problems arithmetic_2d   # a subset
+    python benchmarks/real_model_survey.py --rescore   # re-score the stored samples with the current reward code
 
 Writes OUT/<candidate>_T<temperature>/ (eval.json, samples.jsonl, as `score eval` does) and OUT/survey.json,
 OUT/survey.md (the table). Also reports Acc@t1 under strict_format (only "The final answer is ..." or \\boxed{}
@@ -82,9 +83,14 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: SmolLM2-135M-Instruct)")
     parser.add_argument("--engine", default="vllm", choices=["vllm", "hf"])
     parser.add_argument("--dtype", default="float32", help="vLLM dtype (float32: this CPU has no bf16 instructions)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="no generation: re-score OUT's stored samples with the current reward code, rewrite the table")
     parser.add_argument("--eager", action=argparse.BooleanOptionalAction, default=True,
                         help="vLLM without torch.compile (default; a loaded 2-core machine compiles for many minutes)")
     args = parser.parse_args()
+    if args.rescore:
+        rescore(Path(args.out))
+        return
 
     from transformers import AutoTokenizer
 
@@ -141,6 +147,32 @@ def main() -> None:
                       f"truncated {row['truncated']:.2f} {seconds:.0f} s", flush=True)
     finally:
         engine.shutdown()
+    (out / "survey.md").write_text(markdown(table))
+    print(markdown(table))
+
+
+def rescore(out: Path) -> None:
+    """Recompute every row of OUT/survey.json from its stored samples with the environment's current reward (the
+    generations stay as they were): a checker fix shows in the table without rerunning the model."""
+    from envs import make_env
+    from score import report
+    from score.evaluate import summarize
+
+    summary_path = out / "survey.json"
+    table = json.loads(summary_path.read_text())
+    for key, row in table.items():
+        env = make_env(row["env"], **row["env_kwargs"])
+        problems = {p.id: p for p in env.load(row["split"])}
+        records = report.read_samples(out / key)
+        for record in records:
+            for attempt in record["attempts"]:
+                attempt["reward"] = env.reward(attempt["text"], problems[record["problem_id"]])
+        rewards = [[[a["reward"] for a in r["attempts"]]] for r in records]
+        summary = summarize(rewards)
+        row.update({name: summary[name] for name in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "ci")})
+        row["strict_acc_t1"] = strict_accuracy(records, 1) if row["env"] != "humaneval" else None
+        print(f"{key}: acc_t1 {row['acc_t1']:.3f} acc_t2 {row['acc_t2']:.3f}", flush=True)
+    summary_path.write_text(json.dumps(table, indent=2) + "\n")
     (out / "survey.md").write_text(markdown(table))
     print(markdown(table))
 
