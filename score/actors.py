@@ -120,12 +120,14 @@ class RolloutGroup:
     """Shards prompts across rollout workers; recovers once from a worker that died (restart + weight re-sync)."""
 
     def __init__(self, kind: str, model_path: str, engine_kwargs: dict[str, Any], *, num_engines: int,
-                 num_cpus: float, num_gpus: float, timeout_s: float, threads: int = 0) -> None:
+                 num_cpus: float, num_gpus: float, timeout_s: float, threads: int = 0,
+                 concurrent_phases: int = 1) -> None:
         actor = ray.remote(RolloutWorker)
         run = uuid.uuid4().hex[:8]
         # engines that share a node's cores (SPREAD places them evenly over the nodes that have CPUs)
         nodes = sum(1 for node in ray.nodes() if node.get("Alive") and node.get("Resources", {}).get("CPU"))
-        sharing = math.ceil(num_engines / max(1, min(num_engines, nodes)))
+        # ... and, under train.async (concurrent_phases=2), with the learner that updates meanwhile
+        sharing = math.ceil(num_engines / max(1, min(num_engines, nodes))) * concurrent_phases
         # Named, so that operators (and the fault-injection test) can find a run's workers with ray.get_actor.
         self.workers = [
             actor.options(name=f"score-rollout-{run}-{i}", num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=1,
@@ -269,12 +271,19 @@ def connect_gpu_weight_sync(learner: LearnerGroup, engines: RolloutGroup, backen
     learner.connect_weight_sync(engines.workers, backend, world_size)
 
 
+def concurrent_phases(cfg: Any) -> int:
+    """Phases that compute at the same time: 2 under train.async (the next rollout overlaps the update), else 1 (the
+    engines and the learner take turns, and each may use all the cores)."""
+    return 2 if getattr(cfg.train, "async_rollouts", False) else 1
+
+
 def start_learner(cfg: Any, **kwargs: Any) -> LearnerGroup:
     """The learner ranks (`learner.num_ranks` Ray actors, `ray.learner_num_cpus/gpus` each) for a run's config;
     kwargs are the `Learner`'s model arguments (model_path, init_from, seed)."""
     return LearnerGroup(num_ranks=cfg.learner.num_ranks, num_cpus=cfg.ray.learner_num_cpus,
                         num_gpus=cfg.ray.learner_num_gpus, placement=cfg.learner.placement,
-                        timeout_s=cfg.learner.timeout_s, threads=cfg.ray.learner_threads, dtype=cfg.model.dtype,
+                        timeout_s=cfg.learner.timeout_s, threads=cfg.ray.learner_threads,
+                        concurrent_phases=concurrent_phases(cfg), dtype=cfg.model.dtype,
                         lr=cfg.train.lr,
                         weight_decay=cfg.train.weight_decay, gradient_checkpointing=cfg.train.gradient_checkpointing,
                         logprob_chunk_tokens=cfg.train.logprob_chunk_tokens,

@@ -60,7 +60,8 @@ class RolloutConfig:
     """CPUs reserved for each rollout actor."""
     threads: int = 0
     """Torch threads of a transformers (hf) engine while it generates; 0: the node's cores divided by the engines on
-    that node (in the synchronous loop the learner waits meanwhile). vLLM on CPU places its own threads."""
+    that node (in the synchronous loop the learner waits meanwhile; under train.async, by twice that, since the
+    learner updates meanwhile). vLLM on CPU places its own threads."""
     num_gpus: float = 0.0
     """GPUs reserved for each rollout actor."""
     timeout_s: float = 1800.0
@@ -149,7 +150,8 @@ class RayConfig:
     """GPUs reserved for each learner rank: 1 on a GPU cluster (the rank's FSDP shard and NCCL live there)."""
     learner_threads: int = 0
     """Torch threads of each learner rank while it works; 0: the node's cores divided by the ranks on that node (in
-    the synchronous loop the engines wait meanwhile). Ray alone would give each actor num_cpus threads."""
+    the synchronous loop the engines wait meanwhile; under train.async, by twice that). Ray alone would give each
+    actor num_cpus threads."""
 
 
 @dataclass

@@ -122,7 +122,11 @@ class LearnerGroup:
     """N learner ranks behind the single learner's methods (blocking calls; errors of any rank raise at once)."""
 
     def __init__(self, *, num_ranks: int = 1, num_cpus: float = 1.0, num_gpus: float = 0.0,
-                 placement: str = "PACK", timeout_s: float = 1800.0, threads: int = 0, **learner_kwargs: Any) -> None:
+                 placement: str = "PACK", timeout_s: float = 1800.0, threads: int = 0, concurrent_phases: int = 1,
+                 **learner_kwargs: Any) -> None:
+        """threads: each rank's torch threads (0: the node's cores divided by the ranks on the node times
+        `concurrent_phases`, the phases that compute at once: 2 under train.async, where the rollout overlaps the
+        update)."""
         self.timeout_s = timeout_s
         bundle = {"CPU": num_cpus, **({"GPU": num_gpus} if num_gpus else {})}
         self.group = placement_group([dict(bundle) for _ in range(num_ranks)], strategy=placement)
@@ -137,7 +141,7 @@ class LearnerGroup:
             address, port = self._wait([self.ranks[0].address.remote()], "rendezvous")[0]
             self._wait([r.start.remote(address, port, timeout_s, learner_kwargs) for r in self.ranks], "start")
             nodes = [p["node_id"] for p in self.placement()]
-            self.threads = self._wait([r.share_cores.remote(threads, nodes.count(node))
+            self.threads = self._wait([r.share_cores.remote(threads, nodes.count(node) * concurrent_phases)
                                        for r, node in zip(self.ranks, nodes)], "thread count")
         except BaseException:
             self.shutdown()  # a rank that failed to start leaves the others waiting in the rendezvous

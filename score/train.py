@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import AutoTokenizer
 
 from envs import Problem, make_env
-from score.actors import RewardPool, RolloutGroup, connect_gpu_weight_sync, start_learner
+from score.actors import RewardPool, RolloutGroup, concurrent_phases, connect_gpu_weight_sync, start_learner
 from score.config import Config, ConfigError, to_yaml
 from score.engines import SamplingParams, fallback_notice, resolve_engine_kind
 from score.learner import Batch
@@ -135,7 +135,7 @@ def train(cfg: Config) -> Path:
         engines = RolloutGroup(cfg.rollout.engine, policy_path, engine_kwargs,
                                num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
                                num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s,
-                               threads=cfg.rollout.threads)
+                               threads=cfg.rollout.threads, concurrent_phases=concurrent_phases(cfg))
         stop.callback(engines.shutdown)
         engine, refusal = engines.engine_info()
         if refusal:

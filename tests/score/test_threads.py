@@ -58,3 +58,19 @@ def test_hf_rollout_worker_generates_with_the_nodes_cores(ray_cluster, tiny_mode
         assert [w["threads"] for w in engines.placement()] == [3]
     finally:
         engines.shutdown()
+    # under train.async the learner updates while the engine generates: auto gives the engine half the cores
+    engines = RolloutGroup("hf", str(tiny_model_path), {}, num_engines=1, num_cpus=1, num_gpus=0, timeout_s=300,
+                           concurrent_phases=2)
+    try:
+        assert [w["threads"] for w in engines.placement()] == [max(1, node_cores() // 2)]
+    finally:
+        engines.shutdown()
+
+
+def test_async_runs_share_the_cores_between_rollout_and_update(tiny_model_path):
+    from score.actors import concurrent_phases
+    from score.config import load_config
+
+    base = [f"model.path={tiny_model_path}"]
+    assert concurrent_phases(load_config(None, base)) == 1
+    assert concurrent_phases(load_config(None, [*base, "train.async=true", "algo.tis_cap=2"])) == 2
