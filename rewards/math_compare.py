@@ -36,7 +36,6 @@ _VARIABLE = re.compile(
 _WORD = re.compile(r"^[a-zA-Z][a-zA-Z ]+$")
 _LATEX_OPERATORS = re.compile(r"\\(?:times|cdot|div|frac|dfrac|tfrac|left|right)")
 _ARITHMETIC = re.compile(r"^[\d\s.+\-*/()^{}\[\]]+$")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
 class NeedsSympy(Exception):
@@ -254,8 +253,7 @@ def _equations_equal(pred: list[str], ref: list[str], rel_tol: float, leaf_sympy
 
 def _is_arithmetic(side: str) -> bool:
     """Numbers and operators only: `3*4`, `8 - 14`, `\\frac{1}{2} \\times 6` (no variable, no word)."""
-    plain = _THOUSANDS.sub("", _LATEX_OPERATORS.sub(" ", side))
-    return bool(_ARITHMETIC.match(plain)) and any(c.isdigit() for c in side)
+    return bool(_ARITHMETIC.match(_LATEX_OPERATORS.sub(" ", side))) and any(c.isdigit() for c in side)
 
 
 def _leaf_equal(pred: str, ref: str, rel_tol: float, leaf_sympy: LeafCheck | None) -> bool:
