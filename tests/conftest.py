@@ -49,6 +49,13 @@ def readme_blocks():
 
 
 @pytest.fixture(scope="session")
+def vllm_eager() -> list[str]:
+    """`score train` overrides that start vLLM without torch.compile and with a small KV cache: the compile costs a
+    tiny model ~30 s per engine start on 2 cores. The compiled engine has its own tests (test_vllm_engine.py)."""
+    return ["rollout.engine_kwargs.enforce_eager=true", "rollout.engine_kwargs.kv_cache_memory_bytes=67108864"]
+
+
+@pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     from score.tiny import build_tiny_model, default_corpus
 

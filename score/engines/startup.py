@@ -1,8 +1,8 @@
 """Starting vLLM so that a model it cannot run costs one line, not pages of stack traces.
 
-vLLM starts its engine in child processes. When one of them fails (a head size its CPU attention lacks, an
-unsupported architecture, too little memory), the parent only sees `EngineDeadError: ... see stack trace above`,
-and the reason is buried in the children's logs. So:
+vLLM starts its engine in child processes (on GPUs; on CPU `VLLMEngine` keeps it in this process). When one of them
+fails (a head size its CPU attention lacks, an unsupported architecture, too little memory), the parent only sees
+`EngineDeadError: ... see stack trace above`, and the reason is buried in the children's logs. So:
 
 1. Before starting, ask vLLM what it supports: on CPU, the head sizes of its attention backend. A model outside
    them is refused at once instead of after a minute of start-up.
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -169,6 +170,8 @@ def start_vllm(model_path: str, **kwargs: Any):
         raise EngineRefused(f"vLLM cannot run {model_path}: {declared}")
     if failure is not None:
         capture.pump.join(timeout=5)  # the dead engine's last lines; a helper process may hold the pipe longer
+        with log_path.open("a") as log:  # an engine in this process leaves its traceback nowhere else
+            log.write("".join(traceback.format_exception(failure)))
         reason = failure_reason(failure, log_path.read_text(errors="replace") if log_path.exists() else "")
         raise EngineRefused(f"vLLM cannot run {model_path}: {reason} (full log: {log_path})") from failure
     capture.passthrough.set()

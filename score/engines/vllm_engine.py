@@ -145,6 +145,10 @@ class VLLMEngine:
         enable_chunked_prefill: None = off on CPU (seeded requests crash vLLM 0.32 there when a prefill is
             split), vLLM's default on GPU.
         max_num_batched_tokens: tokens per engine step (vLLM's default when None).
+        in_process: run vLLM's engine core and its one worker in this process (vLLM's
+            VLLM_ENABLE_V1_MULTIPROCESSING=0, as verl runs its colocated engines) instead of two child processes
+            that each import vLLM again. None = in process on CPU with one worker. Measured on 2 cores, tiny Llama:
+            the engine starts in 19 s instead of 52 s (eager), 51 s instead of 87 s (compiled).
     """
 
     def __init__(
@@ -161,6 +165,7 @@ class VLLMEngine:
         weight_transfer_backend: str | None = None,
         enable_chunked_prefill: bool | None = None,
         max_num_batched_tokens: int | None = None,
+        in_process: bool | None = None,
         **_: object,
     ) -> None:
         from vllm import LLM
@@ -179,8 +184,13 @@ class VLLMEngine:
                 "pass a budget in bytes (e.g. 1 << 30)."
             )
         extra: dict[str, object] = {}
+        if in_process is None:
+            in_process = on_cpu and tensor_parallel_size == 1
+        # vLLM reads this when the engine starts; "0" keeps the engine core here, and vLLM's CPU platform then keeps
+        # the one worker here too (its "uni" executor) instead of forcing a worker process.
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
         if on_cpu:
-            _bind_all_cores_on_small_cpus()  # read by vLLM's engine-core process, started below
+            _bind_all_cores_on_small_cpus()  # read by vLLM's CPU worker when it binds its threads
         if enable_chunked_prefill is None:
             # On CPU, a seeded request whose prefill is split across steps crashes vLLM 0.32 ("CPU Generator does not
             # use offset": rewinding a discarded sample needs a CUDA generator). Every request here is seeded, so
@@ -279,7 +289,7 @@ class VLLMEngine:
         ]
 
     def shutdown(self) -> None:
-        """Stop vLLM's engine-core (and worker) processes; the engine is unusable afterwards."""
+        """Stop vLLM's engine core (its processes, when it has them); the engine is unusable afterwards."""
         if getattr(self, "_shared", None) is not None:
             self._shared.close()
             self._shared = None

@@ -203,7 +203,8 @@ def test_score_eval_on_vllm_matches_transformers(tiny_model_path, tmp_path, engi
     out = tmp_path / "vllm"
     assert main(["eval", "--model", str(tiny_model_path), "--env", "arithmetic", "--engine", "vllm",
                  "--env-kwargs", '{"digits": 1, "num_train": 20, "num_test": 12}', "--limit", "10",
-                 "--max-new-tokens", "6", "--resamples", "200", "--no-plots", "--out", str(out)]) == 0
+                 "--max-new-tokens", "6", "--resamples", "200", "--no-plots", "--out", str(out),
+                 "--engine-kwargs", '{"enforce_eager": true, "kv_cache_memory_bytes": 67108864}']) == 0
     summary = json.loads((out / "eval.json").read_text())
     records, expected = _recompute(out)
     assert summary["config"]["engine"] == "vllm" and {k: summary[k] for k in expected} == pytest.approx(expected)

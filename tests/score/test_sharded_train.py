@@ -55,10 +55,10 @@ def test_resume_with_two_ranks_and_with_one_repeats_the_uninterrupted_run(ray_cl
         assert worst <= tolerance, (out.name, worst)
 
 
-def test_two_ranks_stream_their_weights_into_vllm(ray_cluster, tiny_model_path, tmp_path):
+def test_two_ranks_stream_their_weights_into_vllm(ray_cluster, tiny_model_path, tmp_path, vllm_eager):
     """Several buckets per sync, each a partial in-place reload in vLLM; vLLM's log-probs equal the learner's."""
     out = tmp_path / "vllm"
-    train(load_config(None, _overrides(tiny_model_path, out, "vllm", ["train.steps=2"])))
+    train(load_config(None, _overrides(tiny_model_path, out, "vllm", ["train.steps=2", *vllm_eager])))
     metrics = _metrics(out)
     assert [m["step"] for m in metrics] == [1, 2]
     assert all(m["sync_logprob_diff"] < 1e-4 and m["logprob_mismatch"] < 1e-3 for m in metrics)

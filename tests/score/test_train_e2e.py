@@ -35,12 +35,14 @@ def _weights(path):
 
 
 @pytest.mark.parametrize("engine", ["hf", "vllm"])
-def test_stage1_then_stage2(ray_cluster, tiny_model_path, tmp_path, engine):
+def test_stage1_then_stage2(ray_cluster, tiny_model_path, tmp_path, engine, vllm_eager):
     out1, out2 = tmp_path / "stage1", tmp_path / "stage2"
+    eager = vllm_eager if engine == "vllm" else []
     # A random tiny model almost never ends its answer within 6 tokens: with truncated attempts earning 0 every
     # reward, advantage and gradient would be 0 and the policy could not move. Score them as they are.
     train(load_config(None, _overrides(tiny_model_path, out1, 1, engine, ["train.save_every=2", "eval.every=2",
-                                                                         "eval.limit=5", "algo.truncated=score"])))
+                                                                         "eval.limit=5", "algo.truncated=score",
+                                                                         *eager])))
     metrics = _read_metrics(out1)
     assert [m["step"] for m in metrics] == [1, 2, 3] and all(m["stage"] == 1 for m in metrics)
     assert all(REQUIRED_KEYS <= m.keys() for m in metrics)
@@ -72,7 +74,7 @@ def test_stage1_then_stage2(ray_cluster, tiny_model_path, tmp_path, engine):
         assert m["logprob_mismatch"] < 1e-3
 
     # Stage II starts from Stage I's result; the KL reference stays the base model
-    train(load_config(None, _overrides(tiny_model_path, out2, 2, engine, [f"init_from={out1 / 'final'}"])))
+    train(load_config(None, _overrides(tiny_model_path, out2, 2, engine, [f"init_from={out1 / 'final'}", *eager])))
     summary2 = json.loads((out2 / "summary.json").read_text())
     assert summary2["start"]["policy"] == pytest.approx(summary["end"]["policy"], rel=1e-6)
     assert summary2["start"]["reference"] == pytest.approx(summary["start"]["reference"], rel=1e-6)
@@ -141,14 +143,14 @@ def test_trains_with_an_environment_installed_as_a_plugin(ray_cluster, tiny_mode
     assert any(m["acc_t1"] > 0 or m["acc_t2"] > 0 for m in metrics)  # the plug-in's reward was really called
 
 
-def test_tied_embeddings_model_trains_syncs_and_resumes(ray_cluster, tmp_path):
+def test_tied_embeddings_model_trains_syncs_and_resumes(ray_cluster, tmp_path, vllm_eager):
     """A model whose output layer is its embedding (SmolLM2, Qwen2.5) used to stop at the first weight sync:
     safetensors refuses the shared tensor. Now it syncs exactly into vLLM and its checkpoint resumes."""
     from score.tiny import build_tiny_model, default_corpus
 
     tied = build_tiny_model(tmp_path / "tied", default_corpus(), seed=3, tie_word_embeddings=True)
     out = tmp_path / "run"
-    train(load_config(None, _overrides(tied, out, 1, "vllm", ["train.steps=2", "train.save_every=1"])))
+    train(load_config(None, _overrides(tied, out, 1, "vllm", ["train.steps=2", "train.save_every=1", *vllm_eager])))
     metrics = _read_metrics(out)
     assert [m["step"] for m in metrics] == [1, 2]
     assert all(m["sync_logprob_diff"] < 1e-3 and m["logprob_mismatch"] < 1e-3 for m in metrics)

