@@ -27,6 +27,8 @@ import multiprocessing
 import os
 import random
 
+import torch
+
 # `update_weights` sends a callable through `collective_rpc`, which vLLM only pickles with this flag. It must be in
 # the environment before the engine-core process is spawned (it inherits the environment), so it is set on import.
 os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
@@ -203,21 +205,27 @@ class VLLMEngine:
             from score.engines.vllm_gpu_sync import weight_transfer_config
 
             extra["weight_transfer_config"] = weight_transfer_config(weight_transfer_backend)
-        self.llm = LLM(
-            model=str(model_path),
-            dtype=dtype,
-            seed=seed,
-            kv_cache_memory_bytes=kv_cache_memory_bytes,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-            enforce_eager=enforce_eager,
-            # Explicit, although it is the current default: the trainer needs log-probs of the model itself,
-            # not of the temperature-scaled / top-p-truncated distribution the token was drawn from.
-            logprobs_mode="raw_logprobs",
-            enable_prefix_caching=True,
-            **extra,
-        )
+        # vLLM's CPU worker replaces torch.set_num_threads with a no-op once it has bound its threads. In process that
+        # would disable it for everything else here (the learner's and a verifier's `use_cores`); put it back.
+        set_num_threads = torch.set_num_threads
+        try:
+            self.llm = LLM(
+                model=str(model_path),
+                dtype=dtype,
+                seed=seed,
+                kv_cache_memory_bytes=kv_cache_memory_bytes,
+                tensor_parallel_size=tensor_parallel_size,
+                gpu_memory_utilization=gpu_memory_utilization,
+                max_model_len=max_model_len,
+                enforce_eager=enforce_eager,
+                # Explicit, although it is the current default: the trainer needs log-probs of the model itself,
+                # not of the temperature-scaled / top-p-truncated distribution the token was drawn from.
+                logprobs_mode="raw_logprobs",
+                enable_prefix_caching=True,
+                **extra,
+            )
+        finally:
+            torch.set_num_threads = set_num_threads
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         """Sample one completion per prompt, in order; reproducible for a given `params.seed` and weights."""

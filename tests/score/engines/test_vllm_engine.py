@@ -205,6 +205,18 @@ def test_seeded_batch_larger_than_one_engine_step(engine):
     assert len(completions) == 64 and all(1 <= len(c.token_ids) <= 4 for c in completions)
 
 
+def test_torch_threads_stay_settable_beside_an_in_process_engine(engine):
+    """vLLM's CPU worker turns torch.set_num_threads into a no-op after binding its threads; in process that would
+    silently pin every other phase here (learner, verifier) to vLLM's count. The engine puts it back."""
+    from score.threads import use_cores
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    with use_cores(other):
+        assert torch.get_num_threads() == other
+    assert torch.get_num_threads() == before
+
+
 def _new_processes(before: set[int]) -> list[psutil.Process]:
     """Children of this process started after `before` was taken. multiprocessing's resource tracker is a
     per-interpreter helper that exits with this process, so it is not counted."""
