@@ -170,9 +170,9 @@ def start_vllm(model_path: str, **kwargs: Any):
         raise EngineRefused(f"vLLM cannot run {model_path}: {declared}")
     if failure is not None:
         capture.pump.join(timeout=5)  # the dead engine's last lines; a helper process may hold the pipe longer
-        with log_path.open("a") as log:  # an engine in this process leaves its traceback nowhere else
-            log.write("".join(traceback.format_exception(failure)))
         reason = failure_reason(failure, log_path.read_text(errors="replace") if log_path.exists() else "")
+        with log_path.open("a") as log:  # after the reason is read: an engine in this process leaves its traceback
+            log.write("".join(traceback.format_exception(failure)))  # nowhere else, and it is not the children's
         raise EngineRefused(f"vLLM cannot run {model_path}: {reason} (full log: {log_path})") from failure
     capture.passthrough.set()
     print(f"vLLM ready in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
