@@ -387,12 +387,13 @@ class Learner:
             mask = self._pad(masks, 0)[:, 1:].float()
             values = {k: torch.tensor(v[rows] if real else [0.0] * batch.group_size, dtype=torch.float32,
                                       device=self.device) for k, v in batch.values.items()}
+            read = mask > 0  # every sequence objective reads masked sums only
             with self._amp():
-                logp = self.token_values(self.policy, input_ids, attention_mask)
+                logp = self.token_values(self.policy, input_ids, attention_mask, read)
                 ref_logp = None
                 if use_reference:
                     with torch.no_grad():
-                        ref_logp = self.token_values(self.reference, input_ids, attention_mask)
+                        ref_logp = self.token_values(self.reference, input_ids, attention_mask, read)
             loss, stats = objective(logp, ref_logp, mask, values)
             if not real:
                 loss, stats = loss * 0.0, {k: 0.0 for k in stats}
@@ -407,11 +408,12 @@ class Learner:
         return {**{k: v / groups for k, v in sums.items()}, "grad_norm": grad_norm,
                 "trained_tokens": float(trained_tokens)}
 
-    def token_values(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
-                     ) -> torch.Tensor:
-        """What a sequence objective reads per token, [B, L-1], aligned with tokens 1..L-1: here their log-probs.
-        A learner whose model has a scoring head instead (score.verifiers.learner) returns the head's outputs."""
-        return token_logprobs(model, input_ids, attention_mask, chunk_tokens=self.chunk)
+    def token_values(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     positions: torch.Tensor | None = None) -> torch.Tensor:
+        """What a sequence objective reads per token, [B, L-1], aligned with tokens 1..L-1: here their log-probs
+        (computed at `positions` only, 0 elsewhere, when given). A learner whose model has a scoring head instead
+        (score.verifiers.learner) returns the head's outputs."""
+        return token_logprobs(model, input_ids, attention_mask, chunk_tokens=self.chunk, positions=positions)
 
     # ---- weights out: to the engines (in buckets) and to checkpoints -------------------------------------------
 
