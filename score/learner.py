@@ -89,8 +89,13 @@ def _chunkable(model: torch.nn.Module) -> bool:
 
 
 def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
-                   chunk_tokens: int = LOGPROB_CHUNK_TOKENS, temperature: float = 1.0) -> torch.Tensor:
+                   chunk_tokens: int = LOGPROB_CHUNK_TOKENS, temperature: float = 1.0,
+                   positions: torch.Tensor | None = None) -> torch.Tensor:
     """log p(token_j | tokens_<j) for j = 1..L-1, shape [B, L-1], never materialising [B, L, V] logits.
+
+    `positions` (bool [B, L-1], optional) names the log-probs the caller reads; the output layer then runs on those
+    positions only and the others are 0. The output layer is a fifth of a small model's forward per position, and
+    a SCoRe sequence trains on its two attempts only, not on the prompt and the instruction between them.
 
     The model runs as usual (so FSDP's hooks, gradient checkpointing and autocast all apply), but its output layer is
     replaced for the call by one that maps the hidden states to log-probs `chunk_tokens` positions at a time. With
@@ -100,29 +105,38 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     """
     if not _chunkable(model):
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float() / temperature
-        return logits.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        logp = logits.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        return logp if positions is None else torch.where(positions, logp, torch.zeros_like(logp))
     head = model.get_output_embeddings()
     targets = input_ids[:, 1:].reshape(-1)
+    # an empty selection (a padding micro-batch that only keeps FSDP ranks in step) still runs the output layer on
+    # every position, so that every rank's graph reaches the same parameters; the result is masked to 0 below
+    keep = None if positions is None or not bool(positions.any()) else positions.reshape(-1).nonzero().squeeze(1)
 
     def logprob_head(hidden: torch.Tensor) -> torch.Tensor:
         batch, length, width = hidden.shape
         flat = hidden[:, :-1].reshape(-1, width)
+        rows, row_targets = (flat, targets) if keep is None else (flat.index_select(0, keep), targets[keep])
         pieces = []
-        for start in range(0, flat.shape[0], chunk_tokens):
-            args = (flat[start:start + chunk_tokens], head.weight, head.bias, targets[start:start + chunk_tokens],
+        for start in range(0, rows.shape[0], chunk_tokens):
+            args = (rows[start:start + chunk_tokens], head.weight, head.bias, row_targets[start:start + chunk_tokens],
                     temperature)  # head.weight read here: under FSDP it is the gathered tensor during the forward
             if torch.is_grad_enabled():
                 pieces.append(torch.utils.checkpoint.checkpoint(_chunk_logprobs, *args, use_reentrant=False))
             else:
                 pieces.append(_chunk_logprobs(*args))
+        logp = torch.cat(pieces)
+        if keep is not None:
+            logp = logp.new_zeros(flat.shape[0]).index_copy(0, keep, logp)
         # not a view: FSDP's backward hook on the model's output would be lost by in-place ops on a view ([B, L] only)
-        return torch.cat(pieces).view(batch, length - 1).clone()
+        return logp.view(batch, length - 1).clone()
 
     head.forward = logprob_head  # an instance attribute: same module, same parameter names, for this call only
     try:
-        return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        logp = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     finally:
         del head.forward
+    return logp if positions is None or keep is not None else torch.where(positions, logp, torch.zeros_like(logp))
 
 
 def checkpoint_layers(model: torch.nn.Module) -> None:
@@ -292,14 +306,16 @@ class Learner:
             per_turn_w = kl_weights.expand(len(turn_adv), 2)
 
             with self._amp():
+                trained = turn_ids > 0  # the attempts' tokens: the only log-probs the loss and the KL read
                 with clock("time_policy_forward"):
-                    logp = token_logprobs(self.policy, input_ids, attention_mask, chunk_tokens=self.chunk)
+                    logp = token_logprobs(self.policy, input_ids, attention_mask, chunk_tokens=self.chunk,
+                                          positions=trained)
                 with clock("time_ref_forward"), torch.no_grad():
-                    ref_logp = token_logprobs(self.reference, input_ids, attention_mask, chunk_tokens=self.chunk)
-            kl = (logp.detach() - ref_logp) * (turn_ids > 0)
+                    ref_logp = token_logprobs(self.reference, input_ids, attention_mask, chunk_tokens=self.chunk,
+                                              positions=trained)
+            kl = (logp.detach() - ref_logp) * trained
             advantages = token_advantages(turn_ids, turn_adv, kl, per_turn_w, kl_mode)
             is_weights = None
-            trained = turn_ids > 0
             if tis_cap > 0:
                 raw = torch.exp(logp.detach() - rollout_logp)
                 is_weights = raw.clamp(max=tis_cap)
@@ -371,12 +387,13 @@ class Learner:
             mask = self._pad(masks, 0)[:, 1:].float()
             values = {k: torch.tensor(v[rows] if real else [0.0] * batch.group_size, dtype=torch.float32,
                                       device=self.device) for k, v in batch.values.items()}
+            read = mask > 0  # every sequence objective reads masked sums only
             with self._amp():
-                logp = self.token_values(self.policy, input_ids, attention_mask)
+                logp = self.token_values(self.policy, input_ids, attention_mask, read)
                 ref_logp = None
                 if use_reference:
                     with torch.no_grad():
-                        ref_logp = self.token_values(self.reference, input_ids, attention_mask)
+                        ref_logp = self.token_values(self.reference, input_ids, attention_mask, read)
             loss, stats = objective(logp, ref_logp, mask, values)
             if not real:
                 loss, stats = loss * 0.0, {k: 0.0 for k in stats}
@@ -391,11 +408,12 @@ class Learner:
         return {**{k: v / groups for k, v in sums.items()}, "grad_norm": grad_norm,
                 "trained_tokens": float(trained_tokens)}
 
-    def token_values(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
-                     ) -> torch.Tensor:
-        """What a sequence objective reads per token, [B, L-1], aligned with tokens 1..L-1: here their log-probs.
-        A learner whose model has a scoring head instead (score.verifiers.learner) returns the head's outputs."""
-        return token_logprobs(model, input_ids, attention_mask, chunk_tokens=self.chunk)
+    def token_values(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     positions: torch.Tensor | None = None) -> torch.Tensor:
+        """What a sequence objective reads per token, [B, L-1], aligned with tokens 1..L-1: here their log-probs
+        (computed at `positions` only, 0 elsewhere, when given). A learner whose model has a scoring head instead
+        (score.verifiers.learner) returns the head's outputs."""
+        return token_logprobs(model, input_ids, attention_mask, chunk_tokens=self.chunk, positions=positions)
 
     # ---- weights out: to the engines (in buckets) and to checkpoints -------------------------------------------
 

@@ -53,9 +53,10 @@ class HeadLearner(Learner):
         self.sync_bucket_bytes = 256 << 20
         self._buckets = None
 
-    def token_values(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
-                     ) -> torch.Tensor:
-        """The head's logit after tokens 1..L-1, [B, L-1] (column j-1: after reading token j)."""
+    def token_values(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                     positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's logit after tokens 1..L-1, [B, L-1] (column j-1: after reading token j), at every position:
+        a one-output head costs nothing next to the model, so `positions` is not needed."""
         if model is None:
             raise ValueError("a head verifier has no reference model: train_sequences(use_reference=False)")
         return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 1:, 0].float()

@@ -97,7 +97,7 @@ class Verifier:
         attention = torch.tensor([[1] * len(r.input_ids) + [0] * (width - len(r.input_ids)) for r in rows])
         mask = torch.tensor([r.loss_mask + [0] * (width - len(r.loss_mask)) for r in rows])[:, 1:].float()
         if self.kind == "simpo":
-            return token_logprobs(self.model, ids, attention), mask
+            return token_logprobs(self.model, ids, attention, positions=mask > 0), mask
         return self.model(input_ids=ids, attention_mask=attention).logits[:, 1:, 0].float(), mask
 
     def score(self, messages: Sequence[list[dict[str, str]]], solutions: Sequence[str]) -> list[float]:

@@ -76,6 +76,38 @@ def test_no_batch_by_length_by_vocab_tensor_is_ever_built(tiny_model_path):
     assert seen.largest >= positions
 
 
+
+def test_selected_positions_get_the_same_logprobs_and_gradients_and_the_output_layer_runs_on_them_only(
+        tiny_model_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    vocab = model.config.vocab_size
+    ids, mask = _inputs(vocab, lengths=(30, 41, 25, 41))
+    g = torch.Generator().manual_seed(1)
+    positions = (torch.rand(ids.shape[0], ids.shape[1] - 1, generator=g) < 0.7) & mask[:, 1:].bool()
+    weights = torch.randn(positions.shape, generator=g)
+
+    def run(selected):
+        model.zero_grad(set_to_none=True)
+        with LargestVocabTensor(vocab) as seen:
+            logp = token_logprobs(model, ids, mask, chunk_tokens=1024, positions=selected)
+            (logp * weights * positions).sum().backward()
+        return logp.detach(), torch.cat([p.grad.flatten() for p in model.parameters()]), seen.largest
+
+    full, full_grad, full_rows = run(None)
+    part, part_grad, part_rows = run(positions)
+    torch.testing.assert_close(part[positions], full[positions], rtol=0, atol=1e-5)
+    assert float(part[~positions].abs().sum()) == 0.0
+    torch.testing.assert_close(part_grad, full_grad, rtol=1e-4, atol=1e-6)
+    # one chunk holds every computed position: the largest vocab-wide tensor counts the rows the output layer ran on
+    assert full_rows == positions.numel() and part_rows == int(positions.sum()) < full_rows
+    # nothing selected (an FSDP padding micro-batch): all zeros, but the output layer still takes part in the graph
+    model.zero_grad(set_to_none=True)
+    none = token_logprobs(model, ids, mask, positions=torch.zeros_like(positions))
+    assert float(none.detach().abs().sum()) == 0.0
+    (none.sum() + 0.0).backward()
+    assert model.get_output_embeddings().weight.grad is not None
+
+
 def test_gradient_checkpointing_gives_the_same_update_with_fewer_saved_activations(tiny_model_path):
     from score.learner import Batch
 

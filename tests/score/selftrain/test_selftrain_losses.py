@@ -96,8 +96,9 @@ def test_learner_train_sequences_computes_the_scpo_loss_of_independent_logprobs(
         assert stats["loss"] == pytest.approx(expected.mean().item(), rel=1e-5)
         assert stats["trained_tokens"] == sum(sum(m) for m in batch.loss_mask)
         results.append(torch.cat([p.detach().flatten() for p in learner.policy.parameters()]))
-    # AdamW's first step moves every weight by about lr; summation order changes the near-zero gradients a little
-    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=2e-5)
+    # AdamW's first step moves every weight by about lr (1e-2): lr * g / (|g| + eps). Summation order changes the
+    # near-zero gradients (|g| ~ eps) a little, and those weights' steps by up to 1% of lr
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-4)
 
 
 def test_train_sequences_rejects_an_empty_batch(tiny_model_path):
