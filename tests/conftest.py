@@ -50,9 +50,12 @@ def readme_blocks():
 
 @pytest.fixture(scope="session")
 def vllm_eager() -> list[str]:
-    """`score train` overrides that start vLLM without torch.compile and with a small KV cache: the compile costs a
-    tiny model ~30 s per engine start on 2 cores. The compiled engine has its own tests (test_vllm_engine.py)."""
-    return ["rollout.engine_kwargs.enforce_eager=true", "rollout.engine_kwargs.kv_cache_memory_bytes=67108864"]
+    """`score train` overrides that start vLLM without torch.compile, with a small KV cache and in the rollout actor's
+    own process: the compile costs a tiny model ~30 s per engine start on 2 cores and the child processes ~30 s more,
+    while these runs generate a few hundred tokens. The compiled engine and the child processes have their own tests
+    (test_vllm_engine.py)."""
+    return ["rollout.engine_kwargs.enforce_eager=true", "rollout.engine_kwargs.kv_cache_memory_bytes=67108864",
+            "rollout.engine_kwargs.in_process=true"]
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 
 vLLM starts once for the module, in this process (the CPU default); every test shares that engine.
 `test_in_process_engine_starts_no_process_and_shuts_down` shuts it down and therefore runs last but one (pytest keeps
-file order); the last test starts vLLM with its engine-core and worker processes, as on a GPU, and shuts them down.
+file order); `test_multiprocess_engine_shutdown_leaves_no_processes` starts vLLM with its engine-core and worker
+processes, as on a GPU and in a rollout actor, and shuts them down.
 """
 
 from __future__ import annotations
@@ -246,3 +247,21 @@ def test_multiprocess_engine_shutdown_leaves_no_processes(model_dir, prompts):
     assert _new_processes(before) == []  # shutdown() itself joined its children: nothing running, no zombies
     _, still_alive = psutil.wait_procs(alive, timeout=30)  # workers below the engine core exit once it is gone
     assert still_alive == []
+
+
+def test_in_process_by_default_except_inside_a_ray_actor(ray_cluster):
+    """A rollout worker is a Ray actor: there vLLM generates faster in its child processes (measured in the
+    `in_process` docstring), while `score eval` and these tests start it in their own process."""
+    import ray
+
+    from score.engines.vllm_engine import _in_ray_actor
+
+    @ray.remote(num_cpus=0)
+    class Probe:
+        def inside(self) -> bool:
+            return _in_ray_actor()
+
+    probe = Probe.remote()
+    assert ray.get(probe.inside.remote()) is True
+    ray.kill(probe)
+    assert _in_ray_actor() is False
