@@ -111,7 +111,9 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     targets = input_ids[:, 1:].reshape(-1)
     # an empty selection (a padding micro-batch that only keeps FSDP ranks in step) still runs the output layer on
     # every position, so that every rank's graph reaches the same parameters; the result is masked to 0 below
-    keep = None if positions is None or not bool(positions.any()) else positions.reshape(-1).nonzero().squeeze(1)
+    keep = None if positions is None else positions.reshape(-1).nonzero().squeeze(1)
+    if keep is not None and keep.numel() == 0:
+        keep = None
 
     def logprob_head(hidden: torch.Tensor) -> torch.Tensor:
         batch, length, width = hidden.shape
