@@ -1,7 +1,8 @@
 """Ray actors and the driver-side handles that fan work out to them.
 
-Processes: the driver runs the loop; rollout workers each hold one engine; reward workers score attempts; one learner
-holds the policy, the reference and the optimizer, sharded over `learner.num_ranks` actors (score.learner_group).
+Processes: the driver runs the loop; rollout workers each hold one engine; reward workers score attempts
+(score.reward_pool); one learner holds the policy, the reference and the optimizer, sharded over `learner.num_ranks`
+actors (score.learner_group).
 After each update weights flow learner -> Ray's object store, one bucket at a time -> every rollout worker.
 """
 
@@ -19,10 +20,10 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
-from envs import Problem, make_env
 from score.engines import Completion, EngineRefused, SamplingParams, engine_kind, start_engine
 from score.flat_weights import FlatBucket
 from score.learner_group import LearnerGroup
+from score.reward_pool import split_evenly
 from score.threads import phase_threads, use_cores
 
 log = logging.getLogger(__name__)
@@ -91,31 +92,6 @@ class RolloutWorker:
         self.engine.shutdown()
 
 
-class RewardWorker:
-    """Scores attempts with its own copy of the environment (time limits live inside the reward functions)."""
-
-    def __init__(self, env_name: str, env_kwargs: dict[str, Any]) -> None:
-        self.env = make_env(env_name, **env_kwargs)
-
-    def rewards(self, attempts: list[str], problems: list[Problem]) -> list[float]:
-        return [float(r) for r in self.env.rewards(attempts, problems)]
-
-    def feedbacks(self, attempts: list[str], problems: list[Problem]) -> list[str | None]:
-        return self.env.feedbacks(attempts, problems)
-
-
-def _shards(items: list, parts: int) -> list[slice]:
-    """Contiguous, near-equal slices (empty ones dropped)."""
-    size, extra = divmod(len(items), parts)
-    slices, start = [], 0
-    for i in range(parts):
-        stop = start + size + (1 if i < extra else 0)
-        if stop > start:
-            slices.append(slice(start, stop))
-        start = stop
-    return slices
-
-
 class RolloutGroup:
     """Shards prompts across rollout workers; recovers once from a worker that died (restart + weight re-sync)."""
 
@@ -154,7 +130,7 @@ class RolloutGroup:
                 w.generate.remote(prompts[s], SamplingParams(params.temperature, params.top_p,
                                                              params.max_new_tokens, params.seed + 7919 * i),
                                   self.version)
-                for i, (w, s) in enumerate(zip(self.workers, _shards(prompts, len(self.workers))))
+                for i, (w, s) in enumerate(zip(self.workers, split_evenly(prompts, len(self.workers))))
             ]
             return [c for part in self._get(refs, "generation") for c in part]
 
@@ -237,30 +213,6 @@ class RolloutGroup:
                 ray.get(w.shutdown.remote(), timeout=60)
             except (RayActorError, ActorUnavailableError, GetTimeoutError) as err:
                 log.info("rollout worker did not shut down cleanly (%s); killing it", err)
-            ray.kill(w)
-
-
-class RewardPool:
-    """Splits a batch of attempts across reward workers."""
-
-    def __init__(self, env_name: str, env_kwargs: dict[str, Any], *, num_workers: int) -> None:
-        actor = ray.remote(RewardWorker).options(num_cpus=0.5, max_restarts=1, max_task_retries=1)
-        self.workers = [actor.remote(env_name, env_kwargs) for _ in range(num_workers)]
-
-    def score(self, attempts: list[str], problems: list[Problem]) -> list[float]:
-        shards = _shards(attempts, len(self.workers))
-        refs = [w.rewards.remote(attempts[s], problems[s]) for w, s in zip(self.workers, shards)]
-        return [r for part in ray.get(refs) for r in part]
-
-    def feedbacks(self, attempts: list[str], problems: list[Problem]) -> list[str | None]:
-        """The environment's feedback on each attempt, computed by the workers (it may run the code's tests; a
-        worker that later scores the same attempt reuses that verdict, see `CodeEnv.results`)."""
-        shards = _shards(attempts, len(self.workers))
-        refs = [w.feedbacks.remote(attempts[s], problems[s]) for w, s in zip(self.workers, shards)]
-        return [f for part in ray.get(refs) for f in part]
-
-    def shutdown(self) -> None:
-        for w in self.workers:
             ray.kill(w)
 
 

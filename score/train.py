@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import AutoTokenizer
 
 from envs import Problem, make_env
-from score.actors import RewardPool, RolloutGroup, concurrent_phases, connect_gpu_weight_sync, start_learner
+from score.actors import RolloutGroup, concurrent_phases, connect_gpu_weight_sync, start_learner
 from score.config import Config, ConfigError, to_yaml
 from score.engines import SamplingParams, fallback_notice, resolve_engine_kind
 from score.learner import Batch
@@ -32,6 +32,7 @@ from score.learner_group import LearnerGroup
 from score.logger import MetricsLogger
 from score.metrics import self_correction_metrics
 from score.objectives import kl_weights, per_turn_rewards, subtract_baseline
+from score.reward_pool import RewardPool
 from score.rollout import ChatRenderer, Trajectory, assign_rewards, feedback_hook, two_attempt_rollout
 
 console = Console()
@@ -125,26 +126,35 @@ def train(cfg: Config) -> Path:
     # Every actor is shut down when the run ends, and also when its start fails (an engine refused, a bad
     # checkpoint): a leaked actor would keep the cluster's CPUs from the next run.
     with contextlib.ExitStack() as stop:
-        learner = start_learner(cfg, model_path=cfg.model.path, init_from=cfg.init_from, seed=cfg.seed)
-        stop.callback(learner.shutdown)
+        def learner_ranks() -> LearnerGroup:
+            ranks = start_learner(cfg, model_path=cfg.model.path, init_from=cfg.init_from, seed=cfg.seed)
+            stop.callback(ranks.shutdown)
+            return ranks
+
+        # The actors start side by side: each process imports its libraries and loads its model at the same time.
+        # Not where engines and learner may share a GPU: vLLM sizes its KV cache by the memory free while it starts.
+        resolve_engine_kind(cfg.rollout.engine)  # an engine that is not installed fails here, before any actor starts
+        may_share_gpu = 0 < cfg.rollout.num_gpus < 1 and 0 < cfg.ray.learner_num_gpus < 1
+        learner = learner_ranks() if may_share_gpu else None
         engine_kwargs = dict(cfg.rollout.engine_kwargs)
         if cfg.rollout.weight_sync != "blob":
             engine_kwargs["weight_transfer_backend"] = cfg.rollout.weight_sync
-        resolve_engine_kind(cfg.rollout.engine)  # an engine that is not installed fails here, before any actor starts
         # Each worker resolves `auto` itself: vLLM, or the transformers engine where vLLM refuses the model.
         engines = RolloutGroup(cfg.rollout.engine, policy_path, engine_kwargs,
                                num_engines=cfg.rollout.num_engines, num_cpus=cfg.rollout.num_cpus,
                                num_gpus=cfg.rollout.num_gpus, timeout_s=cfg.rollout.timeout_s,
                                threads=cfg.rollout.threads, concurrent_phases=concurrent_phases(cfg))
         stop.callback(engines.shutdown)
+        scorer = RewardPool(cfg.env.name, env_kwargs, num_workers=cfg.ray.num_reward_workers)
+        stop.callback(scorer.shutdown)
+        if learner is None:
+            learner = learner_ranks()
         engine, refusal = engines.engine_info()
         if refusal:
             console.print(fallback_notice(refusal), markup=False, highlight=False, soft_wrap=True)
             if cfg.rollout.weight_sync != "blob":
                 raise ConfigError(f"rollout.weight_sync={cfg.rollout.weight_sync} needs vLLM, which refused the "
                                   "model; set rollout.weight_sync=blob")
-        scorer = RewardPool(cfg.env.name, env_kwargs, num_workers=cfg.ray.num_reward_workers)
-        stop.callback(scorer.shutdown)
         if cfg.rollout.weight_sync != "blob":
             connect_gpu_weight_sync(learner, engines, cfg.rollout.weight_sync,
                                     int(engine_kwargs.get("tensor_parallel_size", 1)))

@@ -29,11 +29,12 @@ from rich.console import Console
 from transformers import AutoTokenizer
 
 from envs import Problem, make_env
-from score.actors import RewardPool, RolloutGroup, start_learner
+from score.actors import RolloutGroup, start_learner
 from score.config import ConfigError, to_yaml
 from score.engines import SamplingParams, fallback_notice, resolve_engine_kind
 from score.learner import SequenceBatch
 from score.logger import MetricsLogger
+from score.reward_pool import RewardPool
 from score.rollout import ChatRenderer
 from score.selftrain.common import GoldLabels, label_diagnostics, sample_answers, top_vote_share
 from score.selftrain.config import SelfTrainConfig

@@ -2,7 +2,7 @@
 
 from envs import make_env
 from envs.code_env import fenced
-from score.actors import RewardPool
+from score.reward_pool import RewardPool
 
 
 def test_reward_workers_score_code_attempts_in_the_sandbox(ray_cluster):

@@ -9,9 +9,10 @@ from transformers import AutoTokenizer
 
 from envs import make_env
 from envs.base import clip_feedback
-from score.actors import RewardPool, RolloutGroup, start_learner
+from score.actors import RolloutGroup, start_learner
 from score.config import load_config
 from score.engines import SamplingParams
+from score.reward_pool import RewardPool
 from score.rollout import ChatRenderer, assign_rewards, feedback_hook, two_attempt_rollout
 from score.train import make_batch, train
 
