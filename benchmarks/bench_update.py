@@ -27,15 +27,19 @@ from score.learner_group import LearnerGroup
 from score.models import smollm2_path
 
 
-def step_like_batch(size: int, vocab: int, seed: int = 0) -> Batch:
+def step_like_batch(size: int, vocab: int, seed: int = 0, samples_per_prompt: int = 1) -> Batch:
     """`size` two-attempt samples laid out as SmolLM2's word-problem steps are: a prompt of 75 tokens, attempt 1, the
-    correction instruction turn (52 tokens), attempt 2, each attempt 4..28 tokens (some end early, as real ones do)."""
+    correction instruction turn (52 tokens), attempt 2, each attempt 4..28 tokens (some end early, as real ones do).
+    Each run of `samples_per_prompt` consecutive samples shares its prompt's tokens, as a prompt's rollout.n do."""
     g = torch.Generator().manual_seed(seed)
     ids, turns = [], []
-    for _ in range(size):
+    for i in range(size):
         y1, y2 = (int(torch.randint(4, 29, (1,), generator=g)) for _ in range(2))
         layout = [0] * 75 + [1] * y1 + [0] * 52 + [2] * y2
-        ids.append(torch.randint(10, vocab, (len(layout),), generator=g).tolist())
+        tokens = torch.randint(10, vocab, (len(layout),), generator=g).tolist()
+        if i % samples_per_prompt:
+            tokens[:75] = ids[-1][:75]
+        ids.append(tokens)
         turns.append(layout)
     advantages = [(0.5, -0.5) if i % 2 else (-0.5, 1.0) for i in range(size)]
     return Batch(ids, turns, [[-1.0] * len(r) for r in ids], advantages, (0.1, 0.01))

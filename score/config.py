@@ -124,6 +124,13 @@ class TrainConfig(OptimizerConfig):
     t-1, then push the new weights. Every rollout after the first is one update behind the learner (logged as
     `staleness`), so it needs algo.tis_cap > 0: truncated importance sampling with the engines' sampling log-probs
     corrects for it. Prompts and sampling seeds are those of the synchronous run; the samples differ."""
+    share_prompt: bool = True
+    """Compute each prompt once for its rollout.n samples in the update (score.packing: one row per prompt, its
+    samples after it, a mask that keeps them apart): the same log-probs and gradients on fewer token positions. Needs
+    the model's attention to be sdpa or eager; other implementations run unpacked."""
+    share_prompt_max_tokens: int = 2048
+    """Widest packed row; a prompt's samples that would not fit are split over several rows (each repeats the
+    prompt). Attention over a packed row grows with the square of its width."""
 
 
 @dataclass
@@ -275,7 +282,8 @@ def validate(cfg: Config) -> None:
     check_choices(cfg, _ALGO_CHOICES)
     if cfg.stage not in (1, 2):
         raise ConfigError(f"stage: {cfg.stage!r} must be 1 or 2")
-    check_positive({"rollout.n": cfg.rollout.n, "train.prompts_per_step": cfg.train.prompts_per_step})
+    check_positive({"rollout.n": cfg.rollout.n, "train.prompts_per_step": cfg.train.prompts_per_step,
+                    "train.share_prompt_max_tokens": cfg.train.share_prompt_max_tokens})
     if cfg.algo.baseline == "rloo" and cfg.rollout.n < 2:
         raise ConfigError("algo.baseline=rloo needs rollout.n >= 2 (or set algo.baseline=mean or none)")
     for key in ("alpha", "beta1", "beta2", "tis_cap"):

@@ -19,6 +19,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from score import checkpoints, flat_weights, sharding
 from score.flat_weights import FlatBucket
 from score.objectives import score_loss, token_advantages
+from score.packing import (
+    PACKABLE_ATTENTION,
+    PackedRows,
+    grouped_order,
+    pack_shared_prompts,
+    prompt_groups,
+    prompt_lengths,
+)
 
 
 @dataclass
@@ -90,12 +98,16 @@ def _chunkable(model: torch.nn.Module) -> bool:
 
 def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
                    chunk_tokens: int = LOGPROB_CHUNK_TOKENS, temperature: float = 1.0,
-                   positions: torch.Tensor | None = None) -> torch.Tensor:
+                   positions: torch.Tensor | None = None, packing: PackedRows | None = None) -> torch.Tensor:
     """log p(token_j | tokens_<j) for j = 1..L-1, shape [B, L-1], never materialising [B, L, V] logits.
 
     `positions` (bool [B, L-1], optional) names the log-probs the caller reads; the output layer then runs on those
     positions only and the others are 0. The output layer is a fifth of a small model's forward per position, and
     a SCoRe sequence trains on its two attempts only, not on the prompt and the instruction between them.
+
+    `packing` (`score.packing.pack_shared_prompts` of these sequences) runs the model on the packed rows instead, each
+    prompt once for its samples; the log-probs are the same. Positions past a sequence's end are then not computed:
+    pass `positions`.
 
     The model runs as usual (so FSDP's hooks, gradient checkpointing and autocast all apply), but its output layer is
     replaced for the call by one that maps the hidden states to log-probs `chunk_tokens` positions at a time. With
@@ -103,22 +115,38 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     [B, L, H] hidden states, never a chunk's logits. Models whose output layer is not a plain Linear, or whose logits
     are post-processed (soft-capping), take the unchunked path.
     """
-    if not _chunkable(model):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float() / temperature
-        logp = logits.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-        return logp if positions is None else torch.where(positions, logp, torch.zeros_like(logp))
-    head = model.get_output_embeddings()
+    batch, length = input_ids.shape
+    if packing is None:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        source = (torch.arange(batch, device=input_ids.device)[:, None] * length
+                  + torch.arange(length - 1, device=input_ids.device)).reshape(-1)
+    else:
+        inputs = {"input_ids": packing.input_ids, "attention_mask": packing.attention_mask,
+                  "position_ids": packing.position_ids}
+        source = packing.source.reshape(-1)
     targets = input_ids[:, 1:].reshape(-1)
     # an empty selection (a padding micro-batch that only keeps FSDP ranks in step) still runs the output layer on
     # every position, so that every rank's graph reaches the same parameters; the result is masked to 0 below
     keep = None if positions is None else positions.reshape(-1).nonzero().squeeze(1)
     if keep is not None and keep.numel() == 0:
         keep = None
+    rows_at, row_targets = (source, targets) if keep is None else (source[keep], targets[keep])
+
+    def scatter(logp: torch.Tensor) -> torch.Tensor:
+        if keep is not None:
+            logp = logp.new_zeros(batch * (length - 1)).index_copy(0, keep, logp)
+        # not a view: FSDP's backward hook on the model's output would be lost by in-place ops on a view ([B, L] only)
+        return logp.view(batch, length - 1).clone()
+
+    if not _chunkable(model):
+        logits = model(**inputs).logits
+        rows = logits.reshape(-1, logits.shape[-1]).index_select(0, rows_at).float() / temperature
+        logp = scatter(rows.gather(-1, row_targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(rows, dim=-1))
+        return logp if positions is None or keep is not None else torch.where(positions, logp, torch.zeros_like(logp))
+    head = model.get_output_embeddings()
 
     def logprob_head(hidden: torch.Tensor) -> torch.Tensor:
-        batch, length, width = hidden.shape
-        flat = hidden[:, :-1].reshape(-1, width)
-        rows, row_targets = (flat, targets) if keep is None else (flat.index_select(0, keep), targets[keep])
+        rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows_at)
         pieces = []
         for start in range(0, rows.shape[0], chunk_tokens):
             args = (rows[start:start + chunk_tokens], head.weight, head.bias, row_targets[start:start + chunk_tokens],
@@ -127,15 +155,11 @@ def token_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
                 pieces.append(torch.utils.checkpoint.checkpoint(_chunk_logprobs, *args, use_reentrant=False))
             else:
                 pieces.append(_chunk_logprobs(*args))
-        logp = torch.cat(pieces)
-        if keep is not None:
-            logp = logp.new_zeros(flat.shape[0]).index_copy(0, keep, logp)
-        # not a view: FSDP's backward hook on the model's output would be lost by in-place ops on a view ([B, L] only)
-        return logp.view(batch, length - 1).clone()
+        return scatter(torch.cat(pieces))
 
     head.forward = logprob_head  # an instance attribute: same module, same parameter names, for this call only
     try:
-        logp = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        logp = model(**inputs, use_cache=False).logits
     finally:
         del head.forward
     return logp if positions is None or keep is not None else torch.where(positions, logp, torch.zeros_like(logp))
@@ -265,6 +289,8 @@ class Learner:
         micro_batch_size: int = 8,
         max_grad_norm: float = 1.0,
         tis_cap: float = 0.0,
+        share_prompt: bool = False,
+        share_prompt_max_tokens: int = 2048,
     ) -> dict[str, float]:
         """One policy-gradient update on the whole batch, accumulating gradients over micro-batches.
 
@@ -273,6 +299,9 @@ class Learner:
         samples for seq_mean), so the order in which sequences are grouped does not change the gradient. The frozen
         reference runs once per micro-batch, i.e. once per sequence and step. With N ranks, `batch` is this rank's
         part; the denominator and the returned statistics are global, the phase times (time_*) are this rank's.
+
+        `share_prompt`: the samples of one prompt stay together (`grouped_order`) and each micro-batch runs packed
+        (`score.packing`), its prompts computed once; same log-probs, same gradient.
         """
         step_start = time.perf_counter()
         clock = PhaseClock(self.device)
@@ -284,7 +313,14 @@ class Learner:
         sums = {"loss": 0.0, "kl_t1": 0.0, "kl_t2": 0.0, "n_t1": 0.0, "n_t2": 0.0, "mismatch": 0.0, "is_clip": 0.0,
                 "tokens": 0.0, "positions": 0.0}
         self.optimizer.zero_grad(set_to_none=True)
-        order = length_order([len(ids) for ids in batch.input_ids])
+        lengths = [len(ids) for ids in batch.input_ids]
+        attention = self.policy.config._attn_implementation
+        share_prompt = share_prompt and attention in PACKABLE_ATTENTION
+        if share_prompt:
+            prefix = prompt_lengths(batch.turn_ids)
+            order = grouped_order(lengths, prompt_groups(batch.input_ids, prefix))
+        else:
+            order = length_order(lengths)
         micro_batches = [order[i:i + micro_batch_size] for i in range(0, size, micro_batch_size)]
         # FSDP ranks must run the same number of forward/backward passes: a rank with fewer micro-batches runs
         # empty ones (a padding token, nothing trained), which contribute zero gradient.
@@ -296,10 +332,17 @@ class Learner:
                 rollout = [batch.rollout_logprobs[r] for r in rows]
                 turn_adv = torch.tensor([batch.turn_advantages[r] for r in rows], dtype=torch.float32,
                                         device=self.device)
-                sums["tokens"] += sum(len(r) for r in ids)
-                sums["positions"] += len(ids) * max(len(r) for r in ids)
+                packing = pack_shared_prompts(ids, [prefix[r] for r in rows], pad_id=self.pad_id,
+                                              max_tokens=share_prompt_max_tokens, attention=attention,
+                                              device=self.device) if share_prompt else None
+                if packing is None:
+                    sums["tokens"] += sum(len(r) for r in ids)
+                    sums["positions"] += len(ids) * max(len(r) for r in ids)
+                else:
+                    sums["tokens"] += packing.tokens
+                    sums["positions"] += packing.input_ids.numel()
             else:
-                ids, turns, rollout = [[self.pad_id] * 2], [[0, 0]], [[0.0, 0.0]]
+                ids, turns, rollout, packing = [[self.pad_id] * 2], [[0, 0]], [[0.0, 0.0]], None
                 turn_adv = torch.zeros(1, 2, device=self.device)
             input_ids = self._pad(ids, self.pad_id)
             attention_mask = self._pad([[1] * len(r) for r in ids], 0)
@@ -311,10 +354,10 @@ class Learner:
                 trained = turn_ids > 0  # the attempts' tokens: the only log-probs the loss and the KL read
                 with clock("time_policy_forward"):
                     logp = token_logprobs(self.policy, input_ids, attention_mask, chunk_tokens=self.chunk,
-                                          positions=trained)
+                                          positions=trained, packing=packing)
                 with clock("time_ref_forward"), torch.no_grad():
                     ref_logp = token_logprobs(self.reference, input_ids, attention_mask, chunk_tokens=self.chunk,
-                                              positions=trained)
+                                              positions=trained, packing=packing)
             kl = (logp.detach() - ref_logp) * trained
             advantages = token_advantages(turn_ids, turn_adv, kl, per_turn_w, kl_mode)
             is_weights = None

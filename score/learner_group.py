@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from score import sharding, threads
 from score.learner import Batch, Learner, SequenceBatch, length_order
+from score.packing import grouped_order, prompt_groups, prompt_lengths
 
 
 class LearnerRank:
@@ -100,11 +101,35 @@ def deal_rows(lengths: list[int], parts: int) -> list[list[int]]:
     return [order[rank::parts] for rank in range(parts)]
 
 
-def split_batch(batch: Batch, parts: int) -> list[Batch]:
-    """One part per rank, dealt by length (`deal_rows`)."""
+def deal_groups(lengths: list[int], groups: list[int], parts: int) -> list[list[int]]:
+    """Row indices for each of `parts` ranks, whole prompt groups to a rank (so that its samples can share their
+    prompt, `train.share_prompt`): groups longest first, each to the rank with the fewest tokens so far.
+
+    >>> deal_groups([5, 9, 2, 7, 4, 3], [0, 1, 0, 1, 2, 2], 2)
+    [[1, 3], [0, 2, 4, 5]]
+    """
+    load = [0] * parts
+    dealt: list[list[int]] = [[] for _ in range(parts)]
+    ranks: dict[int, int] = {}
+    for row in grouped_order(lengths, groups):
+        if groups[row] not in ranks:
+            ranks[groups[row]] = min(range(parts), key=lambda p: (load[p], p))
+        rank = ranks[groups[row]]
+        dealt[rank].append(row)
+        load[rank] += lengths[row]
+    return dealt
+
+
+def split_batch(batch: Batch, parts: int, share_prompt: bool = False) -> list[Batch]:
+    """One part per rank: dealt by length (`deal_rows`), or whole prompt groups (`deal_groups`) under share_prompt."""
+    lengths = [len(ids) for ids in batch.input_ids]
+    if share_prompt:
+        dealt = deal_groups(lengths, prompt_groups(batch.input_ids, prompt_lengths(batch.turn_ids)), parts)
+    else:
+        dealt = deal_rows(lengths, parts)
     return [Batch([batch.input_ids[r] for r in rows], [batch.turn_ids[r] for r in rows],
                   [batch.rollout_logprobs[r] for r in rows], [batch.turn_advantages[r] for r in rows],
-                  batch.turn_kl_weights) for rows in deal_rows([len(ids) for ids in batch.input_ids], parts)]
+                  batch.turn_kl_weights) for rows in dealt]
 
 
 def split_sequences(batch: SequenceBatch, parts: int) -> list[SequenceBatch]:
@@ -172,7 +197,7 @@ class LearnerGroup:
     def submit_train_step(self, batch: Batch, **kwargs: Any) -> TrainHandle:
         """Start `train_step` on every rank and return at once (`train.async`: the driver generates the next step's
         rollouts meanwhile). `wait(handle)` returns its statistics; call nothing else on the learner before that."""
-        parts = split_batch(batch, self.num_ranks)
+        parts = split_batch(batch, self.num_ranks, kwargs.get("share_prompt", False))
         return TrainHandle([r.call.remote("train_step", p, **kwargs) for r, p in zip(self.ranks, parts)])
 
     def wait(self, handle: TrainHandle) -> dict[str, float]:

@@ -253,7 +253,9 @@ def _train_step(cfg: Config, step: int, problems: list[Problem], env, renderer: 
     t2 = timer()
     handle = learner.submit_train_step(rollout.batch, kl_mode=cfg.algo.kl_mode, loss_agg=cfg.algo.loss_agg,
                                        micro_batch_size=cfg.train.micro_batch_size,
-                                       max_grad_norm=cfg.train.max_grad_norm, tis_cap=cfg.algo.tis_cap)
+                                       max_grad_norm=cfg.train.max_grad_norm, tis_cap=cfg.algo.tis_cap,
+                                       share_prompt=cfg.train.share_prompt,
+                                       share_prompt_max_tokens=cfg.train.share_prompt_max_tokens)
     upcoming = None
     if cfg.train.async_rollouts and step + 1 < cfg.train.steps:
         upcoming = collect_rollout(cfg, step + 1, problems, env, renderer, engines, scorer)
