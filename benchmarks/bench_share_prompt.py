@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
 from bench_update import step_like_batch
 
 from score.learner import Learner
