@@ -23,7 +23,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from score.engines import Completion, EngineRefused, SamplingParams, engine_kind, start_engine
 from score.flat_weights import FlatBucket
 from score.learner_group import LearnerGroup
-from score.reward_pool import split_evenly
+from score.split import split_evenly
 from score.threads import phase_threads, use_cores
 
 log = logging.getLogger(__name__)

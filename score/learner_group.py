@@ -25,6 +25,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from score import sharding, threads
 from score.learner import Batch, Learner, SequenceBatch, length_order
 from score.packing import grouped_order, prompt_groups, prompt_lengths
+from score.split import split_rows
 
 
 class LearnerRank:
@@ -74,17 +75,6 @@ class LearnerRank:
                     if hasattr(t, "numel") and t.dim() > 0)
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
         return {"params": params, "grads": grads, "optimizer": state, "peak_rss": peak_rss}
-
-
-def split_rows(count: int, parts: int) -> list[slice]:
-    """`parts` contiguous near-equal slices of range(count), the longer ones first (some may be empty)."""
-    size, extra = divmod(count, parts)
-    slices, start = [], 0
-    for i in range(parts):
-        stop = start + size + (1 if i < extra else 0)
-        slices.append(slice(start, stop))
-        start = stop
-    return slices
 
 
 def deal_rows(lengths: list[int], parts: int) -> list[list[int]]:

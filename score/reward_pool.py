@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 from envs import Problem, make_env
+from score.split import split_evenly
 
 
 class RewardWorker:
@@ -25,18 +26,6 @@ class RewardWorker:
 
     def feedbacks(self, attempts: list[str], problems: list[Problem]) -> list[str | None]:
         return self.env.feedbacks(attempts, problems)
-
-
-def split_evenly(items: list, parts: int) -> list[slice]:
-    """Contiguous, near-equal slices (empty ones dropped)."""
-    size, extra = divmod(len(items), parts)
-    slices, start = [], 0
-    for i in range(parts):
-        stop = start + size + (1 if i < extra else 0)
-        if stop > start:
-            slices.append(slice(start, stop))
-        start = stop
-    return slices
 
 
 class RewardPool:

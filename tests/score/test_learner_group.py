@@ -10,9 +10,9 @@ import torch
 
 from score import flat_weights
 from score.learner import Batch, SequenceBatch
-from score.learner_group import LearnerGroup, deal_rows, split_batch, split_rows
-from score.threads import node_cores
+from score.learner_group import LearnerGroup, deal_rows, split_batch
 from score.selftrain.losses import scpo_objective
+from score.threads import node_cores
 
 
 def _batch(seed: int, size: int = 11) -> Batch:
@@ -40,11 +40,6 @@ def _weights(group: LearnerGroup, folder) -> dict[str, torch.Tensor]:
 def _stream(group: LearnerGroup) -> tuple[int, dict[str, torch.Tensor]]:
     buckets = [dict(flat_weights.tensors(ray.get(ref))) for ref in group.weight_buckets()]
     return len(buckets), {k: v for b in buckets for k, v in b.items()}
-
-
-def test_split_rows_is_contiguous_and_near_equal():
-    assert split_rows(11, 2) == [slice(0, 6), slice(6, 11)]
-    assert split_rows(1, 3) == [slice(0, 1), slice(1, 1), slice(1, 1)]
 
 
 def test_ranks_are_dealt_the_length_order_round_robin():

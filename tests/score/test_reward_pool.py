@@ -5,12 +5,7 @@ import sys
 import ray
 
 from envs import Problem
-from score.reward_pool import RewardPool, split_evenly
-
-
-def test_split_evenly_gives_contiguous_near_equal_slices_and_drops_empty_ones():
-    assert split_evenly(list(range(5)), 2) == [slice(0, 3), slice(3, 5)]
-    assert split_evenly(list(range(2)), 3) == [slice(0, 1), slice(1, 2)]
+from score.reward_pool import RewardPool
 
 
 def test_two_workers_score_in_order_without_importing_torch(ray_cluster):
