@@ -89,7 +89,7 @@ def pack_shared_prompts(input_ids: list[list[int]], prefix: list[int], *, pad_id
     members: dict[int, list[int]] = {}
     for b, g in enumerate(groups):
         members.setdefault(g, []).append(b)
-    rows: list[tuple[list[int], list[int]]] = []  # (prompt tokens, the sequences whose continuations follow it)
+    rows: list[tuple[list[int], list[int], int]] = []  # (prompt tokens, the sequences that follow it, row width)
     for seqs in members.values():
         prompt = input_ids[seqs[0]][:prefix[seqs[0]]]
         current: list[int] = []
@@ -97,19 +97,19 @@ def pack_shared_prompts(input_ids: list[list[int]], prefix: list[int], *, pad_id
         for b in seqs:
             extra = len(input_ids[b]) - len(prompt)
             if current and width + extra > max_tokens:
-                rows.append((prompt, current))
+                rows.append((prompt, current, width))
                 current, width = [], len(prompt)
             current.append(b)
             width += extra
-        rows.append((prompt, current))
+        rows.append((prompt, current, width))
 
-    W = max(len(prompt) + sum(len(input_ids[b]) - len(prompt) for b in seqs) for prompt, seqs in rows)
+    W = max(width for _, _, width in rows)
     L = max(len(ids) for ids in input_ids)
     ids = torch.full((len(rows), W), pad_id, dtype=torch.long)
     positions = torch.zeros((len(rows), W), dtype=torch.long)
     segment = torch.full((len(rows), W), -2, dtype=torch.long)  # -1: the prompt, k: continuation k, -2: padding
     source = torch.zeros((len(input_ids), L - 1), dtype=torch.long)
-    for r, (prompt, seqs) in enumerate(rows):
+    for r, (prompt, seqs, _) in enumerate(rows):
         p = len(prompt)
         ids[r, :p] = torch.tensor(prompt)
         positions[r, :p] = torch.arange(p)
